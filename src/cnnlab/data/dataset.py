@@ -1,0 +1,91 @@
+"""A dataset held in memory: three splits of tensors plus what describes them.
+
+Every loader in `cnnlab.data` returns a `Dataset`. Images are float32 pixels in [0, 1],
+shaped (N, C, H, W); labels are int64 class indices. Normalisation is not applied here: it is
+the model's own first layer (`cnnlab.models.Normalize`), so every tool works in pixel space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Split:
+    x: Tensor  # (N, C, H, W) float32 in [0, 1]
+    y: Tensor  # (N,) int64 in [0, num_classes)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def sha256(self) -> str:
+        """Hash of the pixels and labels exactly as trained on (provenance, `cnnlab verify`)."""
+        h = hashlib.sha256()
+        for t in (self.x, self.y):
+            t = t.detach().cpu().contiguous()
+            h.update(str((tuple(t.shape), str(t.dtype))).encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split
+    source: str = ""  # where the files came from: a path or a URL
+    licence: str = "unknown"
+    meta: dict[str, str] = field(default_factory=dict)  # anything else worth recording
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.x.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def stats(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the training pixels (what the model's Normalize uses)."""
+        x = self.train.x
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by 0
+        return mean.tolist(), std.tolist()
+
+    def sha256(self) -> dict[str, str]:
+        return {name: split.sha256() for name, split in self.splits().items()}
+
+
+def stratified_split(
+    y: Tensor, fractions: tuple[float, ...], seed: int = 0
+) -> list[Tensor]:
+    """Indices of a seeded split in which every class keeps its share in every part.
+
+    `fractions` gives the share of all but the first part, e.g. (0.1, 0.2) returns
+    [train 70%, val 10%, test 20%] index tensors, each sorted.
+    """
+    g = torch.Generator().manual_seed(seed)
+    parts: list[list[Tensor]] = [[] for _ in range(len(fractions) + 1)]
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        start = 0
+        sizes = [round(f * len(idx)) for f in fractions]
+        for k, size in enumerate(sizes, start=1):
+            parts[k].append(idx[start : start + size])
+            start += size
+        parts[0].append(idx[start:])
+    return [torch.cat(p).sort().values for p in parts]

@@ -1,0 +1,124 @@
+"""Models by name: `build_model("resnet20", (3, 32, 32), 10)` -> a plain `nn.Module`.
+
+Each family file registers builders with `@register_model`; a builder takes a `ModelSpec` and
+returns the network; `build_model` puts the `Normalize` layer in front, so every model takes
+pixels in [0, 1]. The registry also drives the tests (one parametrized test per model).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError, unknown_name
+from cnnlab.models.normalize import Normalize
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a builder needs to know: the input it will see and how many classes it predicts."""
+
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.input_shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.input_shape[2]
+
+
+Builder = Callable[[ModelSpec], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Builder
+    family: str
+    paper: str  # the reference, e.g. "He et al. 2016, Deep Residual Learning ..."
+    reference_input: tuple[int, int, int]  # the paper's input (C, H, W)
+    reference_classes: int
+    reference_params: int  # parameter count at the reference input and classes
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    family: str,
+    paper: str,
+    reference_input: tuple[int, int, int],
+    reference_classes: int,
+    reference_params: int,
+) -> Callable[[Builder], Builder]:
+    """Decorator: register a builder under its function name (`_` becomes nothing special)."""
+
+    def wrap(builder: Builder) -> Builder:
+        name = builder.__name__
+        _REGISTRY[name] = ModelEntry(
+            name, builder, family, paper, reference_input, reference_classes, reference_params
+        )
+        return builder
+
+    return wrap
+
+
+def _load_families() -> None:
+    # Importing a family file runs its @register_model decorators.
+    from cnnlab.models import alexnet, lenet, linear, resnet, vgg  # noqa: F401
+
+
+def model_entries() -> list[ModelEntry]:
+    _load_families()
+    return list(_REGISTRY.values())
+
+
+def model_names() -> list[str]:
+    return [e.name for e in model_entries()]
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_families()
+    if name not in _REGISTRY:
+        raise unknown_name("model", name, list(_REGISTRY))
+    return _REGISTRY[name]
+
+
+def build_model(
+    name: str,
+    input_shape: Sequence[int] = (1, 28, 28),
+    num_classes: int = 10,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> nn.Sequential:
+    """Build a registered model that takes pixels in [0, 1].
+
+    Returns `nn.Sequential(normalize=Normalize(mean, std), net=<the family's network>)`;
+    mean/std default to 0 and 1 (no change) and are usually the training set's statistics.
+    """
+    entry = get_entry(name)
+    c, h, w = (int(v) for v in input_shape)
+    if c < 1 or h < 1 or w < 1 or num_classes < 2:
+        raise CnnlabError(
+            f"cannot build {name} for input {c}x{h}x{w} with {num_classes} classes; "
+            "give a positive input shape and at least 2 classes."
+        )
+    spec = ModelSpec((c, h, w), int(num_classes))
+    net = entry.builder(spec)
+    normalize = Normalize(mean if mean is not None else [0.0] * c, std if std is not None else [1.0] * c)
+    return nn.Sequential(OrderedDict(normalize=normalize, net=net))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learned parameters (buffers such as BatchNorm statistics are not counted)."""
+    return sum(p.numel() for p in model.parameters())

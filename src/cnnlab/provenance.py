@@ -1,0 +1,96 @@
+"""Where a run came from: the data it saw (hashed), the seed, the code and library versions.
+
+Written when a run starts and completed when it ends; `cnnlab verify` (and a resume) re-hash
+the data and compare, so a run can show it is what it claims to be.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cnnlab.data import Dataset
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torch
+    import torchvision
+
+    import cnnlab
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "cnnlab": cnnlab.__version__,
+    }
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The commit of the cnnlab source tree, when it is a git checkout (an editable install)."""
+    src = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(src), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+def data_record(data: Dataset) -> dict[str, Any]:
+    """What the model was trained on, enough to rebuild its input and to re-check the data."""
+    mean, std = data.stats()
+    return {
+        "name": data.name,
+        "source": data.source,
+        "licence": data.licence,
+        "classes": data.classes,
+        "input_shape": list(data.input_shape),
+        "mean": mean,
+        "std": std,
+        "sizes": {name: len(split) for name, split in data.splits().items()},
+        "sha256": data.sha256(),
+        **({"meta": data.meta} if data.meta else {}),
+    }
+
+
+def start_record(data: Dataset, seed: int) -> dict[str, Any]:
+    return {
+        "data": data_record(data),
+        "seed": seed,
+        "versions": versions(),
+        "machine": machine(),
+        "git": git_commit(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "started": now(),
+        "finished": None,
+    }

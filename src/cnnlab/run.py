@@ -1,0 +1,189 @@
+"""A Run: the directory that is the single source of truth of one training.
+
+    runs/NAME/
+      config.toml        every hyperparameter chosen (TrainConfig)
+      provenance.json    data (name, source, licence, classes, SHA-256), seed, versions, times
+      model.safetensors  learned parameters at the end of the last finished epoch
+      best.safetensors   learned parameters of the epoch with the best validation accuracy
+      checkpoint.pt      trainer state for an exact resume (optimizer, schedule, RNG, step)
+      metrics.jsonl      one JSON line per epoch, then the test result
+      evaluation.json, figures/*.png, report.html   written by `cnnlab evaluate` / `report`
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_text, load_weights, read_weights
+
+if TYPE_CHECKING:
+    from cnnlab.data import Dataset
+    from cnnlab.evaluate import Evaluation
+    from cnnlab.training.config import TrainConfig
+
+CONFIG, PROVENANCE, WEIGHTS, BEST, CHECKPOINT, METRICS = (
+    "config.toml", "provenance.json", "model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.jsonl",
+)
+
+
+class Run:
+    def __init__(self, path: Path, config: TrainConfig, provenance: dict[str, Any], model: nn.Module) -> None:
+        self.path = path
+        self.config = config
+        self.provenance = provenance
+        self.model = model  # a plain nn.Module taking pixels (N, C, H, W) in [0, 1]
+
+    # -- what the model expects ---------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return list(self.provenance["data"]["classes"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.provenance["data"]["input_shape"]
+        return int(c), int(h), int(w)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # -- creating and opening -------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, path: str | Path, config: TrainConfig, provenance: dict[str, Any], model: nn.Module,
+        overwrite: bool = False,
+    ) -> Run:
+        """Make the run directory and write config.toml and provenance.json.
+
+        An existing run is never touched unless `overwrite`: it may be hours of training.
+        """
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise CnnlabError(
+                    f"{path} already holds files; continue that run with `cnnlab train --resume {path}`, "
+                    "or choose another --out (or --overwrite to replace it)."
+                )
+            if not (path / CONFIG).is_file():
+                raise CnnlabError(f"{path} is not a cnnlab run, so --overwrite will not delete it; choose another --out.")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path, config, provenance, model)
+        atomic_write_text(path / CONFIG, config.to_toml())
+        run.save_provenance()
+        return run
+
+    @classmethod
+    def load(cls, path: str | Path, weights: str = "model", model: nn.Module | None = None) -> Run:
+        """Open a run: rebuild its model from config.toml and load `weights` ('model' = last
+        epoch, 'best' = best validation epoch). Pass `model` for a run that trained your own
+        nn.Module (cnnlab cannot rebuild it by name)."""
+        from cnnlab.models import build_model
+        from cnnlab.training.config import TrainConfig
+
+        path = Path(path)
+        if not (path / CONFIG).is_file():
+            raise CnnlabError(f"{path} is not a cnnlab run (no {CONFIG}); train one with `cnnlab train --out {path}`.")
+        config = TrainConfig.from_toml(path / CONFIG)
+        provenance = json.loads((path / PROVENANCE).read_text())
+        data = provenance["data"]
+        if model is None:
+            if config.model.startswith("custom:"):
+                raise CnnlabError(
+                    f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...)."
+                )
+            model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
+        run = cls(path, config, provenance, model)
+        if weights not in ("model", "best", "none"):
+            raise CnnlabError(f"weights must be 'model', 'best' or 'none', got '{weights}'.")
+        if weights != "none":
+            file = path / (WEIGHTS if weights == "model" else BEST)
+            if not file.is_file():
+                raise CnnlabError(
+                    f"{path} has no {file.name} yet (no epoch finished); resume it with `cnnlab train --resume {path}`."
+                )
+            state, _ = read_weights(file)
+            load_weights(model, state, str(file))
+        model.eval()
+        return run
+
+    # -- records ----------------------------------------------------------------------------
+    def save_provenance(self) -> None:
+        atomic_write_text(self.path / PROVENANCE, json.dumps(self.provenance, indent=2) + "\n")
+
+    def weights_metadata(self) -> dict[str, Any]:
+        """Stored inside each .safetensors so the file alone says what it is."""
+        return {"model": self.config.model, "input_shape": list(self.input_shape), "classes": self.classes}
+
+    def metrics(self) -> list[dict[str, Any]]:
+        file = self.path / METRICS
+        if not file.is_file():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @property
+    def finished(self) -> bool:
+        return self.provenance.get("finished") is not None
+
+    # -- using the model --------------------------------------------------------------------
+    def load_data(self, download: bool | None = None) -> Dataset:
+        from cnnlab.data import load_data
+
+        c = self.config
+        return load_data(c.data, c.data_dir or None, c.val_fraction, c.image_size or None, download=download)
+
+    def check_fits(self, input_shape: tuple[int, ...], num_classes: int | None, what: str) -> None:
+        """A clear sentence when data does not fit the model (channels, size or classes)."""
+        if tuple(input_shape) != self.input_shape:
+            fmt = lambda s: "x".join(map(str, s))  # noqa: E731
+            raise CnnlabError(
+                f"{what} has images of shape {fmt(input_shape)} but run {self.name} expects {fmt(self.input_shape)}."
+            )
+        if num_classes is not None and num_classes != len(self.classes):
+            raise CnnlabError(f"{what} has {num_classes} classes but run {self.name} predicts {len(self.classes)}.")
+
+    def evaluate(self, data: Dataset | None = None, split: str = "test") -> Evaluation:
+        """Evaluate on a split of the run's own dataset (or of `data`, which must fit)."""
+        from cnnlab.evaluate import evaluate
+
+        data = data if data is not None else self.load_data()
+        self.check_fits(data.input_shape, data.num_classes, f"dataset {data.name}")
+        if split not in data.splits():
+            raise CnnlabError(f"split must be one of {', '.join(data.splits())}, got '{split}'.")
+        part = data.splits()[split]
+        if len(part) == 0:
+            raise CnnlabError(f"the {split} split of {data.name} is empty.")
+        return evaluate(self.model, part.x, part.y, self.classes)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Class probabilities (N, K) for pixels x (N, C, H, W) in [0, 1]."""
+        from cnnlab.evaluate import predict_logits
+
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        self.check_fits(tuple(x.shape[1:]), None, "the input")
+        return predict_logits(self.model, x.float()).softmax(1)
+
+    def predict_files(self, paths: list[str | Path], k: int = 3) -> list[dict[str, Any]]:
+        """Top-k classes with probabilities for image files, converted to the run's input."""
+        from cnnlab.data.images import read_image
+
+        c, h, w = self.input_shape
+        x = torch.stack([read_image(p, c, (h, w)) for p in paths])
+        probs = self.predict(x)
+        top = probs.topk(min(k, probs.shape[1]), dim=1)
+        return [
+            {"image": str(p), "top": [{"class": self.classes[i], "probability": v} for v, i in zip(vals.tolist(), idx.tolist())]}
+            for p, vals, idx in zip(paths, top.values, top.indices)
+        ]

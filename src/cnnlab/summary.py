@@ -1,0 +1,92 @@
+"""A model, layer by layer: what was chosen, what it outputs, what is learned, what it costs.
+
+The lecture's distinction made concrete: the *hyperparameters* (kernel size, stride, padding,
+channels, and the training settings of a run) are chosen by a person; the *parameters*
+(weights and biases) are learned. FLOPs come from `torch.utils.flop_counter` (a multiply-add
+counts 2), for one image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass
+class Layer:
+    name: str  # dotted path in the model, e.g. "net.conv1"
+    type: str  # the module class, e.g. "Conv2d"
+    chosen: str  # its hyperparameters (the module's extra_repr), e.g. "1, 6, kernel_size=(5, 5)"
+    output_shape: list[int]  # for one image, without the batch dimension
+    params: int  # learned parameters held by this layer itself
+    flops: int  # forward FLOPs for one image
+
+
+@dataclass
+class Summary:
+    model: str
+    input_shape: list[int]
+    layers: list[Layer]
+    params: int  # learned parameters in total
+    trainable: int  # of which require a gradient
+    buffers: int  # state that is not learned by gradient (e.g. BatchNorm running statistics)
+    flops: int  # forward FLOPs for one image
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # a run's training choices
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(
+    model: nn.Module, input_shape: tuple[int, int, int], name: str = "", hyperparameters: dict[str, Any] | None = None
+) -> Summary:
+    """Summarise `model` on one input of `input_shape` (C, H, W).
+
+    Runs one forward pass in eval mode on the model's device (a model built on the `meta`
+    device is summarised without allocating any memory).
+    """
+    leaves = {n: m for n, m in model.named_modules() if n and (not list(m.children()) or any(True for _ in m.parameters(recurse=False)))}
+    shapes: dict[str, list[int]] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, list(out.shape[1:])))
+        for n, m in leaves.items()
+    ]
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    root = type(model).__name__
+    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    layers = [
+        Layer(
+            name=n,
+            type=type(m).__name__,
+            chosen=m.extra_repr(),
+            output_shape=shapes.get(n, []),
+            params=sum(p.numel() for p in m.parameters(recurse=False)),
+            flops=flops.get(f"{root}.{n}", 0) if not list(m.children()) else 0,
+        )
+        for n, m in leaves.items()
+    ]
+    return Summary(
+        model=name or type(model).__name__,
+        input_shape=list(input_shape),
+        layers=layers,
+        params=sum(p.numel() for p in model.parameters()),
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        buffers=sum(b.numel() for b in model.buffers()),
+        flops=counter.get_total_flops(),
+        hyperparameters=dict(hyperparameters or {}),
+    )

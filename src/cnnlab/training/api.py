@@ -1,0 +1,103 @@
+"""Start a run or continue one: `train(...) -> Run`, `resume(path) -> Run`."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data import Dataset, load_data
+from cnnlab.errors import CnnlabError
+from cnnlab.files import slug
+from cnnlab.models import build_model
+from cnnlab.provenance import now, start_record
+from cnnlab.run import CHECKPOINT, Run
+from cnnlab.training.checkpoint import load_state
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.fit import fit
+
+
+def default_out(cfg: TrainConfig) -> Path:
+    """runs/<model>-<data>-<time>: a new directory each time, so nothing is overwritten."""
+    return Path("runs") / f"{slug(cfg.model)}-{slug(cfg.data)}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    model: nn.Module | None = None,
+    data: Dataset | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    **overrides: Any,
+) -> Run:
+    """Train and return the finished Run.
+
+    `config` (or the defaults) updated by keyword `overrides` (`epochs=3`, `lr=0.1`, any
+    TrainConfig field). Pass `model` to train your own nn.Module (pixels in [0, 1] in, logits
+    out) and `data` to use a Dataset already in memory.
+    """
+    unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise CnnlabError(f"unknown training option(s) {', '.join(unknown)}; see TrainConfig for the names.")
+    cfg = replace(config or TrainConfig(), **overrides)
+    if model is not None:
+        cfg = replace(cfg, model=f"custom:{type(model).__name__}")
+    cfg = cfg.resolved()
+
+    if data is None:
+        data = load_data(cfg.data, cfg.data_dir or None, cfg.val_fraction, cfg.image_size or None)
+    torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
+    if model is None:
+        model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())
+    else:
+        _check_custom_model(model, data)
+    run = Run.create(out or default_out(cfg), cfg, start_record(data, cfg.seed), model, overwrite)
+    fit(run, data, quiet=quiet)
+    return run
+
+
+def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = False) -> Run:
+    """Continue an interrupted run from its checkpoint, exactly where it stopped."""
+    path = Path(path)
+    checkpoint = path / CHECKPOINT
+    if (path / "config.toml").is_file():
+        torch.manual_seed(TrainConfig.from_toml(path / "config.toml").seed)  # no checkpoint: same start
+    run = Run.load(path, weights="none", model=model)
+    if run.finished:
+        raise CnnlabError(f"{path} already finished its {run.config.epochs} epochs; start a new run with --out to train more.")
+    data = run.load_data()
+    if data.sha256() != run.provenance["data"]["sha256"]:
+        raise CnnlabError(
+            f"the data of {run.config.data} differs from what {path} started on (SHA-256 changed); "
+            "resuming would not continue the same training."
+        )
+    state = load_state(checkpoint) if checkpoint.exists() else None
+    run.provenance.setdefault("resumed", []).append(now())
+    run.save_provenance()
+    fit(run, data, state, quiet=quiet)
+    return run
+
+
+def _check_custom_model(model: nn.Module, data: Dataset) -> None:
+    """Fail early, in one sentence, when a user's module does not fit the data."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(data.train.x[:2])
+    except RuntimeError as e:
+        raise CnnlabError(
+            f"your model cannot take {data.name} images of shape {'x'.join(map(str, data.input_shape))}: {e}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if out.ndim != 2 or out.shape[1] != data.num_classes:
+        raise CnnlabError(
+            f"your model outputs shape {tuple(out.shape)} but {data.name} needs (N, {data.num_classes}) logits."
+        )

@@ -1,0 +1,101 @@
+"""Every hyperparameter a training run chooses, in one dataclass.
+
+The field names are the `cnnlab train` flags (`batch_size` <- `--batch-size`) and the keys of
+`config.toml`, so a run's config file can be edited and handed back with `--config`.
+Precedence: these defaults < a `--config` file < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "cosine", "step", "none")
+DEVICES = ("cpu", "cuda", "auto")
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "lenet5"
+    data: str = "digits"
+    data_dir: str = ""  # "" = the dataset's usual places (see `cnnlab datasets`)
+    val_fraction: float = 0.1  # of the training images, held out to pick the best epoch
+    image_size: int = 0  # imagefolder only: resize to this side; 0 = the loader's default
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.0  # 0 = the optimizer's usual peak: 0.05 for SGD, 1e-3 for Adam/AdamW
+    momentum: float = 0.9  # SGD (Nesterov) only
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.0
+    augment: str = "none"  # comma-separated, applied to whole batches: crop, flip
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only
+
+    def resolved(self) -> TrainConfig:
+        """Fill the 'usual' values in and check every choice, so config.toml records what ran."""
+        from cnnlab.data.batches import parse_augment
+
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 2, "batch size must be at least 2"),
+            (self.lr >= 0, "lr must be positive"),
+            (self.weight_decay >= 0, "weight decay must be 0 or more"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+            (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
+            (self.checkpoint_every >= 0, "checkpoint every must be 0 or more steps"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CnnlabError(f"{message} (check your flags or config file).")
+        augment = ",".join(parse_augment(self.augment)) or "none"
+        return replace(self, lr=self.lr or DEFAULT_LR[self.optimizer], augment=augment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], origin: str = "config") -> TrainConfig:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise CnnlabError(
+                f"{origin} has unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}."
+            )
+        typed = {}
+        for key, value in values.items():
+            want = type(getattr(cls(), key))
+            if want is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
+                raise CnnlabError(f"{origin}: '{key}' must be a {want.__name__}, got {value!r}.")
+            typed[key] = value
+        return cls(**typed)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise CnnlabError(f"config file {path} does not exist.") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise CnnlabError(f"config file {path} is not valid TOML: {e}.") from None
+        return cls.from_dict(values, origin=str(path))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        header = "# cnnlab training config: every hyperparameter this run chose.\n"
+        return header + tomli_w.dumps(self.to_dict())
