@@ -94,7 +94,7 @@ def model_summary(run: Run) -> str:
     rows = [[l.name, l.type, l.chosen, "x".join(map(str, l.output_shape)), f"{l.params:,}", f"{l.flops:,}"] for l in s.layers]
     rows.append(["total", "", "", "", f"{s.params:,}", f"{s.flops:,}"])
     return (
-        "<h2>Model</h2><p>The <i>chosen</i> column holds hyperparameters, set by a person; the "
+        "<h2>Model summary</h2><p>The <i>chosen</i> column holds hyperparameters, set by a person; the "
         "<i>learned</i> column counts parameters set by training.</p>"
         + _table(["layer", "type", "chosen", "output", "learned", "FLOPs"], rows)
     )

@@ -30,8 +30,8 @@ def train(
     config: TrainConfig | None = None,
     *,
     out: str | Path | None = None,
-    model: nn.Module | None = None,
-    data: Dataset | None = None,
+    model: str | nn.Module | None = None,
+    data: str | Dataset | None = None,
     overwrite: bool = False,
     quiet: bool = False,
     **overrides: Any,
@@ -39,12 +39,16 @@ def train(
     """Train and return the finished Run.
 
     `config` (or the defaults) updated by keyword `overrides` (`epochs=3`, `lr=0.1`, any
-    TrainConfig field). Pass `model` to train your own nn.Module (pixels in [0, 1] in, logits
-    out) and `data` to use a Dataset already in memory.
+    TrainConfig field). `model` and `data` are registry names, or your own nn.Module (pixels
+    in [0, 1] in, logits out) and a Dataset already in memory.
     """
     unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise CnnlabError(f"unknown training option(s) {', '.join(unknown)}; see TrainConfig for the names.")
+    if isinstance(model, str):
+        overrides["model"], model = model, None
+    if isinstance(data, str):
+        overrides["data"], data = data, None
     cfg = replace(config or TrainConfig(), **overrides)
     if model is not None:
         cfg = replace(cfg, model=f"custom:{type(model).__name__}")
@@ -77,6 +81,8 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
             f"the data of {run.config.data} differs from what {path} started on (SHA-256 changed); "
             "resuming would not continue the same training."
         )
+    for stale in path.glob(".*.tmp-*"):  # half-written by a kill; the complete files are intact
+        stale.unlink()
     state = load_state(checkpoint) if checkpoint.exists() else None
     run.provenance.setdefault("resumed", []).append(now())
     run.save_provenance()

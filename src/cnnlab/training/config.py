@@ -79,7 +79,8 @@ class TrainConfig:
             if want is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-                raise CnnlabError(f"{origin}: '{key}' must be a {want.__name__}, got {value!r}.")
+                kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[want]
+                raise CnnlabError(f"{origin}: '{key}' must be {kind}, got {value!r}.")
             typed[key] = value
         return cls(**typed)
 

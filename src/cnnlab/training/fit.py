@@ -109,6 +109,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             f.truncate(state["metrics_bytes"])
 
     def checkpoint() -> None:
+        _check_finite_weights(run, model, pos, steps_per_epoch)
         metrics = run.path / METRICS
         save_state(
             {
@@ -139,7 +140,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 logits = model(x)
                 loss = loss_fn(logits, y)
                 if not torch.isfinite(loss):
-                    _stop_on_nonfinite(run, pos, float(loss), steps_per_epoch)
+                    _stop_on_nonfinite(run, pos, f"the loss became {float(loss)} at", pos.batch + 1, steps_per_epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -163,6 +164,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                             f"is saved: resume with `cnnlab train --resume {run.path}`."
                         )
             pos.train_seconds += time.perf_counter() - tick
+            _check_finite_weights(run, model, pos, steps_per_epoch)  # before any file is replaced
 
             record: dict[str, Any] = {
                 "event": "epoch",
@@ -203,14 +205,21 @@ def _stats(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> str:
     return f"loss {loss_sum.item() / seen:.4f} acc {int(correct) / seen:.4f}"
 
 
-def _stop_on_nonfinite(run: Run, pos: Position, loss: float, steps_per_epoch: int) -> None:
+def _check_finite_weights(run: Run, model: nn.Module, pos: Position, steps_per_epoch: int) -> None:
+    """A step can turn the weights to inf while its loss was still finite: never save those."""
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        _stop_on_nonfinite(run, pos, "the weights became inf or NaN after", pos.batch, steps_per_epoch)
+
+
+def _stop_on_nonfinite(run: Run, pos: Position, what: str, batch: int, steps_per_epoch: int) -> None:
     kept = (
         f"the last good checkpoint is kept in {run.path}"
         if (run.path / CHECKPOINT).exists()
         else "no checkpoint had been written yet"
     )
-    run.log({"event": "stopped", "reason": f"loss became {loss}", "epoch": pos.epoch + 1, "step": pos.step})
+    where = f"epoch {pos.epoch + 1}, batch {batch}/{steps_per_epoch}"
+    run.log({"event": "stopped", "reason": f"{what} {where}", "epoch": pos.epoch + 1, "step": pos.step})
     raise CnnlabError(
-        f"the loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}/{steps_per_epoch}: training "
+        f"{what} {where}: training "
         f"stopped and {kept}; try a lower --lr (this run used {run.config.lr})."
     )

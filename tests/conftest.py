@@ -1,0 +1,76 @@
+"""Shared fixtures: real data (the embedded digits), a real trained run, the real CLI.
+
+Tests never reach the network: CNNLAB_OFFLINE=1 turns any download into the offline error,
+and CNNLAB_DATA points at an empty folder unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ["CNNLAB_OFFLINE"] = "1"
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_data(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path_factory.mktemp("cnnlab-data")))
+    monkeypatch.delenv("CNNLAB_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from cnnlab.data import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, digits):
+    """LeNet-5 trained on digits for 4 epochs (a few seconds): the run most tests read."""
+    import cnnlab
+
+    out = tmp_path_factory.mktemp("runs") / "lenet5-digits"
+    return cnnlab.train(model="lenet5", data="digits", epochs=4, batch_size=32, out=out, quiet=True)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `cnnlab ARGS...` in this process through the real entry point (`cnnlab.cli.main`)."""
+    from cnnlab.cli import main
+
+    def run(*args: str | Path) -> Result:
+        monkeypatch.setattr(sys, "argv", ["cnnlab", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def cnnlab_process(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the installed `cnnlab` console script as a separate process (for signals, exit codes)."""
+    exe = Path(sys.executable).with_name("cnnlab")
+    return subprocess.Popen(
+        [str(exe), *map(str, args)], cwd=cwd, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
