@@ -51,7 +51,7 @@ def test_summary_lenet5_json(cli) -> None:
     assert s["flops"] == 2 * (117_600 + 240_000 + 48_000 + 10_080 + 840)
     convs = [layer for layer in s["layers"] if layer["type"] == "Conv2d"]
     assert [c["output_shape"] for c in convs] == [[6, 28, 28], [16, 10, 10]]
-    assert convs[0]["params"] == 6 * 25 + 6 and "kernel_size=(5, 5)" in convs[0]["chosen"]
+    assert convs[0]["params"] == 6 * 25 + 6 and convs[0]["chosen"] == "1->6, 5x5, stride 1, pad 2"
 
 
 def test_summary_resnet18_imagenet_json(cli) -> None:
@@ -119,7 +119,7 @@ def test_train_json(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["train", "--model", "lenet", "--data", "digits"], "unknown model 'lenet'; did you mean lenet5?"),
+        (["train", "--model", "lenet", "--data", "digits"], "unknown model 'lenet'; did you mean lenet5"),
         (["train", "--model", "lenet5", "--data", "fashon-mnist"], "did you mean fashion-mnist?"),
         (["summary", "resnet", "--json"], "did you mean"),
         (["summary", "lenet5", "--input", "28x28"], "--input must look like 3x32x32"),
@@ -155,7 +155,7 @@ def test_a_run_that_does_not_fit_the_data_is_refused(cli, trained_run: Run, tmp_
             Image.new("RGB", (28, 28), (80 * k, 20 * i, 200)).save(tmp_path / "pets" / f"class{k}" / f"{i}.png")
     r = cli("evaluate", trained_run.path, "--data", f"imagefolder:{tmp_path / 'pets'}")
     assert r.code == 1
-    assert "expects 1x28x28" in r.err and "3x28x28" in r.err
+    assert "has images of shape 3x28x28 but run lenet5-digits expects 1x28x28" in r.err
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(soft_wrap=True)  # long paths stay on one line, even when piped
+# Long paths stay on one line; piped output gets 120 columns, not rich's 80, so tables stay whole.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 120)))
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 
@@ -52,8 +53,9 @@ def _shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -63,6 +65,9 @@ def root(
         from cnnlab import __version__
 
         print(__version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        print(ctx.get_help())
         raise typer.Exit()
 
 
@@ -89,6 +94,7 @@ def train(
     data_dir: Annotated[Optional[str], typer.Option(help="Folder holding (or to receive) the dataset's files.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of training images held out for validation.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="imagefolder: resize images to this side.")] = None,
+    on_corrupt: Annotated[Optional[str], typer.Option(help="imagefolder: skip an undecodable image (named) or error.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training images.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per optimizer step.")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="sgd (Nesterov), adam or adamw.")] = None,
@@ -135,6 +141,7 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the run's own.")] = None,
+    on_corrupt: Annotated[str, typer.Option(help="imagefolder: skip an undecodable image (named) or error.")] = "skip",
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     weights: Annotated[str, typer.Option(help="model (last epoch) or best (best validation epoch).")] = "model",
     as_json: JsonFlag = False,
@@ -145,7 +152,8 @@ def evaluate(
     from cnnlab.run import Run
 
     run = Run.load(run_dir, weights=weights)
-    dataset = load_data(data) if data else run.load_data()
+    # another image folder is resized to the run's input; its channels and classes must fit
+    dataset = load_data(data, image_size=run.input_shape[1], on_corrupt=on_corrupt) if data else run.load_data()
     evaluation = run.evaluate(dataset, split)
     files = save_evaluation(evaluation, dataset.splits()[split].x, evaluation_dir(run, data, split, weights))
     if as_json:

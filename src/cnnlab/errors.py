@@ -11,6 +11,6 @@ class CnnlabError(Exception):
 
 def unknown_name(kind: str, name: str, known: list[str]) -> CnnlabError:
     """`unknown model 'lenet'; did you mean lenet5? (known: ...)` — close names first."""
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     return CnnlabError(f"unknown {kind} '{name}'; {hint}known {kind}s: {', '.join(known)}.")

@@ -140,8 +140,7 @@ class Run:
     def load_data(self, download: bool | None = None) -> Dataset:
         from cnnlab.data import load_data
 
-        c = self.config
-        return load_data(c.data, c.data_dir or None, c.val_fraction, c.image_size or None, download=download)
+        return load_data(self.config.data, **self.config.data_options(), download=download)
 
     def check_fits(self, input_shape: tuple[int, ...], num_classes: int | None, what: str) -> None:
         """A clear sentence when data does not fit the model (channels, size or classes)."""

@@ -41,6 +41,30 @@ class Summary:
         return asdict(self)
 
 
+def _pair(v: int | tuple[int, ...]) -> str:
+    v = (v, v) if isinstance(v, int) else tuple(v)
+    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))
+
+
+def chosen(m: nn.Module) -> str:
+    """A layer's hyperparameters, short: 'conv 1->6, 5x5, stride 1, pad 2' rather than its repr."""
+    if isinstance(m, nn.Conv2d):
+        k = "x".join(map(str, m.kernel_size))
+        text = f"{m.in_channels}->{m.out_channels}, {k}, stride {_pair(m.stride)}, pad {_pair(m.padding)}"
+        return text + (f", groups {m.groups}" if m.groups > 1 else "") + ("" if m.bias is not None else ", no bias")
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return f"{_pair(m.kernel_size)}x{_pair(m.kernel_size)}, stride {_pair(m.stride)}"
+    if isinstance(m, nn.Linear):
+        return f"{m.in_features}->{m.out_features}"
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return f"{m.num_features} channels"
+    if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return f"to {_pair(m.output_size)}x{_pair(m.output_size)}" if isinstance(m.output_size, int) or len(set(m.output_size)) == 1 else f"to {m.output_size}"
+    if isinstance(m, (nn.ReLU, nn.Dropout)):
+        return f"p={m.p}" if isinstance(m, nn.Dropout) else ""
+    return m.extra_repr()
+
+
 def summarize(
     model: nn.Module, input_shape: tuple[int, int, int], name: str = "", hyperparameters: dict[str, Any] | None = None
 ) -> Summary:
@@ -73,7 +97,7 @@ def summarize(
         Layer(
             name=n,
             type=type(m).__name__,
-            chosen=m.extra_repr(),
+            chosen=chosen(m),
             output_shape=shapes.get(n, []),
             params=sum(p.numel() for p in m.parameters(recurse=False)),
             flops=flops.get(f"{root}.{n}", 0) if not list(m.children()) else 0,

@@ -25,5 +25,7 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
+        if self.mean.is_meta:  # a model built for its shapes only has no values to show
+            return f"mean and std of {self.mean.numel()} channel(s)"
         fmt = lambda t: "(" + ", ".join(f"{v:.4f}" for v in t.flatten().tolist()) + ")"  # noqa: E731
         return f"mean={fmt(self.mean)}, std={fmt(self.std)}"

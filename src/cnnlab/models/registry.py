@@ -61,16 +61,22 @@ def register_model(
     reference_classes: int,
     reference_params: int,
 ) -> Callable[[Builder], Builder]:
-    """Decorator: register a builder under its function name (`_` becomes nothing special)."""
+    """Decorator: register a builder under its function name (`def resnet20` -> "resnet20")."""
 
     def wrap(builder: Builder) -> Builder:
         name = builder.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"two model builders are named {name}")
         _REGISTRY[name] = ModelEntry(
             name, builder, family, paper, reference_input, reference_classes, reference_params
         )
         return builder
 
     return wrap
+
+
+# The order of the lecture: no hidden layer, hidden layers, then the CNNs by year.
+FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet")
 
 
 def _load_families() -> None:
@@ -80,7 +86,7 @@ def _load_families() -> None:
 
 def model_entries() -> list[ModelEntry]:
     _load_families()
-    return list(_REGISTRY.values())
+    return sorted(_REGISTRY.values(), key=lambda e: FAMILIES.index(e.family))
 
 
 def model_names() -> list[str]:
@@ -90,7 +96,7 @@ def model_names() -> list[str]:
 def get_entry(name: str) -> ModelEntry:
     _load_families()
     if name not in _REGISTRY:
-        raise unknown_name("model", name, list(_REGISTRY))
+        raise unknown_name("model", name, model_names())
     return _REGISTRY[name]
 
 
@@ -113,6 +119,9 @@ def build_model(
             f"cannot build {name} for input {c}x{h}x{w} with {num_classes} classes; "
             "give a positive input shape and at least 2 classes."
         )
+    for what, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) != c:
+            raise CnnlabError(f"{name}: {what} has {len(values)} values but the input has {c} channels.")
     spec = ModelSpec((c, h, w), int(num_classes))
     net = entry.builder(spec)
     normalize = Normalize(mean if mean is not None else [0.0] * c, std if std is not None else [1.0] * c)

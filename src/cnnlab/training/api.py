@@ -55,7 +55,7 @@ def train(
     cfg = cfg.resolved()
 
     if data is None:
-        data = load_data(cfg.data, cfg.data_dir or None, cfg.val_fraction, cfg.image_size or None)
+        data = load_data(cfg.data, **cfg.data_options())
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     if model is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())

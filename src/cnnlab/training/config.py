@@ -27,6 +27,7 @@ class TrainConfig:
     data_dir: str = ""  # "" = the dataset's usual places (see `cnnlab datasets`)
     val_fraction: float = 0.1  # of the training images, held out to pick the best epoch
     image_size: int = 0  # imagefolder only: resize to this side; 0 = the loader's default
+    on_corrupt: str = "skip"  # imagefolder only: 'skip' an undecodable image (named) or 'error'
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -48,6 +49,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
+            (self.on_corrupt in ("skip", "error"), "on corrupt must be skip or error"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch size must be at least 2"),
             (self.lr >= 0, "lr must be positive"),
@@ -61,6 +63,11 @@ class TrainConfig:
                 raise CnnlabError(f"{message} (check your flags or config file).")
         augment = ",".join(parse_augment(self.augment)) or "none"
         return replace(self, lr=self.lr or DEFAULT_LR[self.optimizer], augment=augment)
+
+    def data_options(self) -> dict[str, Any]:
+        """The keyword arguments of `cnnlab.data.load_data` this config chose."""
+        return {"data_dir": self.data_dir or None, "val_fraction": self.val_fraction,
+                "image_size": self.image_size or None, "on_corrupt": self.on_corrupt}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -140,7 +140,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 logits = model(x)
                 loss = loss_fn(logits, y)
                 if not torch.isfinite(loss):
-                    _stop_on_nonfinite(run, pos, f"the loss became {float(loss)} at", pos.batch + 1, steps_per_epoch)
+                    _stop_on_nonfinite(run, pos, f"the loss became {loss.item()} at", pos.batch + 1, steps_per_epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
