@@ -152,7 +152,11 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 pos.batch += 1
                 pos.step += 1
                 show = pos.batch % 20 == 0  # reading the sums syncs a GPU; do it now and then
-                bar.step(1, epoch_label, _stats(loss_sum, correct, pos.seen) if show else None)
+                if show:
+                    speed = pos.seen / (pos.train_seconds + time.perf_counter() - tick)
+                    bar.step(1, epoch_label, _stats(loss_sum, correct, pos.seen, speed))
+                else:
+                    bar.step(1, epoch_label)
                 if stop.is_set() or (cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0):
                     pos.loss_sum, pos.correct = loss_sum.item(), int(correct)
                     pos.train_seconds += time.perf_counter() - tick
@@ -201,8 +205,8 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
     model.eval()
 
 
-def _stats(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> str:
-    return f"loss {loss_sum.item() / seen:.4f} acc {int(correct) / seen:.4f}"
+def _stats(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, images_per_s: float) -> str:
+    return f"loss {loss_sum.item() / seen:.4f} acc {int(correct) / seen:.4f} {images_per_s:,.0f} img/s"
 
 
 def _check_finite_weights(run: Run, model: nn.Module, pos: Position, steps_per_epoch: int) -> None:
