@@ -53,6 +53,11 @@ def _shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+# Command groups that several analyses fill (see the imports at the end of this file).
+experiment = typer.Typer(help="Experiments that reproduce a claim of the lecture on real data.", no_args_is_help=True)
+app.add_typer(experiment, name="experiment")
+
+
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
@@ -107,6 +112,15 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Seed of the initial weights, batch order and augmentation.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Also checkpoint every N steps (0: at epoch ends).")] = None,
+    keep_checkpoints: Annotated[Optional[bool], typer.Option("--keep-checkpoints", help="Keep every epoch's weights (for `cnnlab influence`).")] = None,
+    adversarial: Annotated[Optional[str], typer.Option(help="Adversarial training: pgd or fgsm-rs (with --eps).")] = None,
+    eps: Annotated[Optional[float], typer.Option(help="L-inf radius of adversarial training, pixels in [0, 1].")] = None,
+    adv_steps: Annotated[Optional[int], typer.Option(help="PGD steps per batch of adversarial training.")] = None,
+    mitigate: Annotated[Optional[str], typer.Option(help="Group bias mitigation: reweight or groupdro.")] = None,
+    dp: Annotated[Optional[bool], typer.Option("--dp", help="Train with DP-SGD (Opacus).")] = None,
+    target_epsilon: Annotated[Optional[float], typer.Option(help="DP: epsilon spent by the end of training.")] = None,
+    delta: Annotated[Optional[float], typer.Option(help="DP: delta of (epsilon, delta)-DP.")] = None,
+    max_grad_norm: Annotated[Optional[float], typer.Option(help="DP: per-sample gradient clipping norm.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="A TOML file of the options above (flags win).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/MODEL-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
@@ -285,3 +299,7 @@ def main() -> None:
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}.", file=sys.stderr)
         sys.exit(1)
+
+
+# Each area's commands live beside it; importing the module registers them on `app`.
+from cnnlab import cli_inside, cli_explain, cli_attack, cli_audit, cli_serve  # noqa: E402,F401

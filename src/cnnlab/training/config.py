@@ -40,6 +40,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only
+    keep_checkpoints: bool = False  # also keep each epoch's weights (checkpoints/), for TracIn
+    adversarial: str = "none"  # adversarial training: none, pgd (Madry et al.) or fgsm-rs (Wong et al.)
+    eps: float = 0.0  # L-inf radius of the adversarial training, pixels in [0, 1]
+    adv_steps: int = 7  # PGD steps per training batch
+    mitigate: str = "none"  # group bias mitigation: none, reweight or groupdro
+    dp: bool = False  # DP-SGD through Opacus
+    target_epsilon: float = 8.0  # DP: privacy budget spent by the end of training
+    delta: float = 1e-5  # DP: the delta of (epsilon, delta)-differential privacy
+    max_grad_norm: float = 1.0  # DP: per-sample gradient clipping norm
 
     def resolved(self) -> TrainConfig:
         """Fill the 'usual' values in and check every choice, so config.toml records what ran."""

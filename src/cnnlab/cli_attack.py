@@ -1,0 +1,1 @@
+"""Commands of issue #5 (being written)."""

@@ -1,0 +1,1 @@
+"""Commands of issue #6 (being written)."""

@@ -1,0 +1,1 @@
+"""Commands of issue #4 (being written)."""

@@ -1,0 +1,1 @@
+"""Commands of issue #3 (being written)."""

@@ -1,0 +1,1 @@
+"""Commands of issue #8 (being written)."""
