@@ -16,6 +16,7 @@ import pytest
 import torch
 
 os.environ["CNNLAB_OFFLINE"] = "1"
+os.environ.setdefault("CNNLAB_ENERGY", "0")  # CodeCarbon needs ~2-3 s to start; test_energy.py turns it on
 torch.set_num_threads(2)
 
 

@@ -120,7 +120,7 @@ def test_train_json(cli, tmp_path: Path) -> None:
     "args,message",
     [
         (["train", "--model", "lenet", "--data", "digits"], "unknown model 'lenet'; did you mean lenet5"),
-        (["train", "--model", "lenet5", "--data", "fashon-mnist"], "did you mean fashion-mnist?"),
+        (["train", "--model", "lenet5", "--data", "fashon-mnist"], "did you mean fashion-mnist"),
         (["summary", "resnet", "--json"], "did you mean"),
         (["summary", "lenet5", "--input", "28x28"], "--input must look like 3x32x32"),
         (["train", "--model", "lenet5", "--data", "mnist"], "mnist is not on this machine"),

@@ -477,7 +477,10 @@ def test_every_family_is_registered() -> None:
     from cnnlab.data import dataset_entries
 
     names = {e.name: e.takes_arg for e in dataset_entries()}
-    assert names == {"cifar10": False, "digits": False, "fashion-mnist": False, "imagefolder": True, "mnist": False}
+    assert names == {
+        "cifar10": False, "digits": False, "fashion-mnist": False, "imagefolder": True, "mnist": False,
+        "tinted-fashion-mnist": False,
+    }
 
 
 # -- batches and augmentation ------------------------------------------------------------------

@@ -161,6 +161,7 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and misclassified examples."""
+    from cnnlab.audit import energy
     from cnnlab.data import load_data
     from cnnlab.report import evaluation_dir, save_evaluation
     from cnnlab.run import Run
@@ -168,7 +169,8 @@ def evaluate(
     run = Run.load(run_dir, weights=weights)
     # another image folder is resized to the run's input; its channels and classes must fit
     dataset = load_data(data, image_size=run.input_shape[1], on_corrupt=on_corrupt) if data else run.load_data()
-    evaluation = run.evaluate(dataset, split)
+    with energy.track(run.path, f"evaluation ({dataset.name} {split})"):
+        evaluation = run.evaluate(dataset, split)
     files = save_evaluation(evaluation, dataset.splits()[split].x, evaluation_dir(run, data, split, weights))
     if as_json:
         _emit({**evaluation.to_dict(), "files": {k: str(v) for k, v in files.items()}})

@@ -100,6 +100,10 @@ class Run:
                     f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...)."
                 )
             model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
+        if config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
+            from cnnlab.audit.dp import dp_ready
+
+            model = dp_ready(model)
         run = cls(path, config, provenance, model)
         if weights not in ("model", "best", "none"):
             raise CnnlabError(f"weights must be 'model', 'best' or 'none', got '{weights}'.")

@@ -47,7 +47,7 @@ def register_dataset(name: str, description: str, takes_arg: bool = False) -> Ca
 
 
 def _load_families() -> None:
-    from cnnlab.data import cifar, digits, imagefolder, mnist  # noqa: F401
+    from cnnlab.data import cifar, digits, imagefolder, mnist, tinted  # noqa: F401
 
 
 def dataset_entries() -> list[DatasetEntry]:

@@ -110,6 +110,14 @@ def provenance(run: Run) -> str:
 
 
 SECTIONS: list[Section] = [overview, training, evaluation, model_summary, hyperparameters, provenance]
+from cnnlab.attack.report import robustness  # noqa: E402  (#5: what `cnnlab attack` measured)
+SECTIONS.insert(SECTIONS.index(model_summary), robustness)
+from cnnlab.inside.report import inside_section  # noqa: E402  (#3: filters, feature maps, MLP vs CNN)
+SECTIONS.insert(SECTIONS.index(model_summary), inside_section)
+from cnnlab.explain.report import interpretability  # noqa: E402  (#4: attributions, sanity, influence)
+SECTIONS.insert(SECTIONS.index(model_summary), interpretability)
+from cnnlab.audit.report import audit_section  # noqa: E402  (#6: bias, privacy, energy, size)
+SECTIONS.insert(SECTIONS.index(model_summary), audit_section)
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}

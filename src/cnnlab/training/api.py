@@ -61,6 +61,10 @@ def train(
         model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())
     else:
         _check_custom_model(model, data)
+    if cfg.dp:  # Opacus clips per sample: BatchNorm (which mixes a batch) becomes GroupNorm
+        from cnnlab.audit.dp import dp_ready
+
+        model = dp_ready(model)
     run = Run.create(out or default_out(cfg), cfg, start_record(data, cfg.seed), model, overwrite)
     fit(run, data, quiet=quiet)
     return run

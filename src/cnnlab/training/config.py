@@ -66,6 +66,16 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
             (self.checkpoint_every >= 0, "checkpoint every must be 0 or more steps"),
+            (self.adversarial in ("none", "pgd", "fgsm-rs"), "adversarial must be none, pgd or fgsm-rs"),
+            (0 <= self.eps <= 1, f"eps {self.eps} is outside [0, 1]: it is an L-inf radius in pixels in [0, 1]"),
+            (self.adversarial == "none" or self.eps > 0, f"adversarial training ({self.adversarial}) needs --eps above 0, e.g. 0.1"),
+            (self.adv_steps >= 1, "adv steps must be at least 1"),
+            (self.mitigate in ("none", "reweight", "groupdro"), "mitigate must be none, reweight or groupdro"),
+            (self.target_epsilon > 0, "target epsilon must be above 0, e.g. 8"),
+            (0 < self.delta < 1, "delta must be in (0, 1), e.g. 1e-5 (below 1 / number of training images)"),
+            (self.max_grad_norm > 0, "max grad norm must be above 0, e.g. 1.0"),
+            (not (self.dp and self.adversarial != "none"), "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
+            (not (self.dp and self.mitigate != "none"), "--dp and --mitigate cannot be combined (group weights change each example's sensitivity)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,6 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.attack.training import adversarial_batch
+from cnnlab.audit import energy
+from cnnlab.audit.mitigate import make_group_loss
+from cnnlab.audit.verify import record_weights
 from cnnlab.data import Dataset, augment, batches, epoch_order, num_batches, parse_augment
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import loss_and_accuracy
@@ -96,6 +100,14 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     augmentations = parse_augment(cfg.augment)
     augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
+    group_loss = make_group_loss(cfg.mitigate, data.name, train.x, train.y, cfg.label_smoothing)  # --mitigate
+    private = None
+    if cfg.dp:  # DP-SGD: per-sample clipping + noise; the accountant counts epsilon (cnnlab.audit.dp)
+        from cnnlab.audit.dp import PrivateTraining
+
+        private = PrivateTraining(model, optimizer, len(train), cfg.batch_size, cfg.epochs * steps_per_epoch,
+                                  cfg.target_epsilon, cfg.delta, cfg.max_grad_norm)
+        optimizer = private.optimizer
 
     pos = Position()
     if state is not None:
@@ -105,6 +117,10 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
         augment_rng.set_state(state["augment_rng"])
+        if group_loss is not None:
+            group_loss.load_state_dict(state["group_loss"])
+        if private is not None:
+            private.load_state_dict(state["privacy"])
         with open(run.path / METRICS, "a") as f:  # forget lines logged after the checkpoint
             f.truncate(state["metrics_bytes"])
 
@@ -120,12 +136,14 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 "torch_rng": torch.get_rng_state(),
                 "augment_rng": augment_rng.get_state(),
                 "metrics_bytes": metrics.stat().st_size if metrics.exists() else 0,
+                "group_loss": group_loss.state_dict() if group_loss is not None else None,
+                "privacy": private.state_dict() if private is not None else None,
             },
             run.path / CHECKPOINT,
         )
 
     bar = TrainingProgress(cfg.epochs * steps_per_epoch, pos.step, quiet)
-    with bar, stop_requests() as stop:
+    with bar, stop_requests() as stop, energy.track(run.path, "training"):
         while pos.epoch < cfg.epochs:
             epoch_label = f"epoch {pos.epoch + 1}/{cfg.epochs}"
             epoch_start = time.perf_counter()
@@ -133,14 +151,21 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             correct = torch.tensor(pos.correct, device=device)
             model.train()
             order = epoch_order(len(train), cfg.seed, pos.epoch).to(device)
+            step_lrs: list[float] = []  # the step size of each step of this epoch, kept for TracIn
             tick = time.perf_counter()
             for x, y in batches(train.x, train.y, cfg.batch_size, order, pos.batch, drop_last):
+                groups = group_loss.groups(x, y) if group_loss is not None else None  # before augmentation
                 if augmentations:
                     x = augment(x, augmentations, augment_rng)
+                if cfg.adversarial != "none":
+                    # Madry et al. 2018 / Wong et al. 2020: train on the batch's adversarial
+                    # version, attacked with the model in train mode (no eval switch), as their code does.
+                    x = adversarial_batch(model, x, y, cfg.adversarial, cfg.eps, cfg.adv_steps)
                 logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = loss_fn(logits, y) if group_loss is None else group_loss(logits, y, groups)
                 if not torch.isfinite(loss):
                     _stop_on_nonfinite(run, pos, f"the loss became {loss.item()} at", pos.batch + 1, steps_per_epoch)
+                step_lrs.append(optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -181,6 +206,8 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             }
             if len(val):
                 record["val_loss"], record["val_acc"] = loss_and_accuracy(model, val.x, val.y)
+            if private is not None:
+                record["epsilon"] = private.epsilon()
             record["epoch_seconds"] = time.perf_counter() - epoch_start
             run.log(record)
             bar.epoch_line(record)
@@ -188,6 +215,8 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             score = record.get("val_acc", record["train_acc"])
             pos = Position(epoch=pos.epoch + 1, step=pos.step, best_val_acc=pos.best_val_acc, best_epoch=pos.best_epoch)
             save_weights(model, run.path / WEIGHTS, run.weights_metadata())
+            if cfg.keep_checkpoints:
+                _keep_epoch_weights(run, model, pos.epoch, step_lrs)
             if score > pos.best_val_acc:
                 pos.best_val_acc, pos.best_epoch = score, pos.epoch
                 save_weights(model, run.path / BEST, run.weights_metadata())
@@ -198,8 +227,13 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                     f"resume with `cnnlab train --resume {run.path}`."
                 )
 
-    test_loss, test_acc = loss_and_accuracy(model, test.x, test.y) if len(test) else (float("nan"), float("nan"))
+    with energy.track(run.path, "evaluation"):
+        test_loss, test_acc = loss_and_accuracy(model, test.x, test.y) if len(test) else (float("nan"), float("nan"))
     run.log({"event": "test", "test_loss": test_loss, "test_acc": test_acc, "best_epoch": pos.best_epoch})
+    if private is not None:
+        run.provenance["privacy"] = private.record()
+        private.close()
+    record_weights(run)  # what `cnnlab verify` re-hashes
     run.provenance["finished"] = now()
     run.save_provenance()
     model.eval()
@@ -227,3 +261,13 @@ def _stop_on_nonfinite(run: Run, pos: Position, what: str, batch: int, steps_per
         f"{what} {where}: training "
         f"stopped and {kept}; try a lower --lr (this run used {run.config.lr})."
     )
+
+
+def _keep_epoch_weights(run: Run, model: nn.Module, epoch: int, step_lrs: list[float]) -> None:
+    """checkpoints/epoch-NNN.safetensors: this epoch's weights and the mean step size that led
+    to them; TracIn (Pruthi et al. 2020, eq. 3) sums gradient dot products over these, each
+    weighted by its learning rate. After a mid-epoch resume the mean covers the resumed steps."""
+    folder = run.path / "checkpoints"
+    folder.mkdir(exist_ok=True)
+    lr = sum(step_lrs) / len(step_lrs) if step_lrs else run.config.lr
+    save_weights(model, folder / f"epoch-{epoch:03d}.safetensors", {**run.weights_metadata(), "epoch": epoch, "lr": lr})

@@ -1,0 +1,60 @@
+"""How big and how fast is a model: parameters, FLOPs per image, weights file, latency, throughput.
+
+The lecture's contrast: LeNet-5 (LeCun et al. 1998) has ~60k parameters, ResNets (He et al.
+2016) hundreds of thousands to millions. FLOPs come from `cnnlab.summary` (torch's flop counter,
+a multiply-add counts 2). Latency is the median of repeated single-image forward passes;
+throughput is images per second in batches of 256. Both depend on the machine and its load,
+so the record says which threads and device measured them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.summary import summarize
+
+
+@torch.inference_mode()
+def timing(model: nn.Module, input_shape: tuple[int, int, int], batch: int, repeats: int) -> list[float]:
+    """Seconds per forward pass of `batch` zero images, `repeats` times after 2 warm-up passes."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    x = torch.rand(batch, *input_shape, device=device)
+    times = []
+    try:
+        for i in range(repeats + 2):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return times
+
+
+def measure_size(model: nn.Module, input_shape: tuple[int, int, int], weights_file: Path | None = None,
+                 latency_repeats: int = 50, throughput_repeats: int = 3) -> dict[str, Any]:
+    """Size and speed of `model` on inputs (C, H, W)."""
+    s = summarize(model, input_shape)
+    one = timing(model, input_shape, 1, latency_repeats)
+    many = timing(model, input_shape, 256, throughput_repeats)
+    return {
+        "params": s.params,
+        "flops_per_image": s.flops,
+        "weights_bytes": weights_file.stat().st_size if weights_file and weights_file.is_file() else None,
+        "latency_ms_batch1": 1000 * statistics.median(one),
+        "throughput_batch256": 256 / statistics.median(many),
+        "device": str(next(model.parameters()).device),
+        "threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,17 @@
+"""`cnnlab serve`: a trained run over HTTP, with the lab page and the playground in the browser.
+
+    from cnnlab.serve import create_app
+    app = create_app("runs/quickstart")      # FastAPI; uvicorn.run(app, host="127.0.0.1")
+
+Files: `app.py` builds the app (pages, error answers, upload limit); `uploads.py` turns an
+upload into pixels, refusing what is too big; `runs.py` opens runs by name; `lab_api.py` the
+inference API (predict, explain, attack, model); `explorer.py` feature maps and one
+convolution cell worked out (the lecture's example comes from `cnnlab.inside.conv`);
+`playground/` the 2-D toy data and its streamed training; `static/` the pages.
+"""
+
+from __future__ import annotations
+
+from cnnlab.serve.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,98 @@
+"""The playground: its data sets, its streamed training, and the lecture's quiz through the API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from cnnlab.errors import CnnlabError
+from cnnlab.serve import create_app
+from cnnlab.serve.playground.data2d import DATASETS, make_points
+from cnnlab.serve.playground.train2d import GRID, PlaygroundConfig, build_net
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(create_app(None))
+
+
+def frames(client, **choices) -> list[dict]:
+    r = client.get("/api/playground/train", params=choices)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    return [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_data_sets_are_balanced_seeded_and_in_the_square(name) -> None:
+    x, y = make_points(name, n=300, noise=0.05, seed=3)
+    assert x.shape == (300, 2) and y.shape == (300,)
+    assert y.sum() == 150  # two balanced classes
+    assert x.abs().max() < 1.5  # inside the drawn extent
+    x2, y2 = make_points(name, n=300, noise=0.05, seed=3)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, make_points(name, n=300, noise=0.05, seed=4)[0])
+
+
+def test_circles_are_a_disc_inside_a_ring() -> None:
+    x, y = make_points("circles", n=400, noise=0.0)
+    r = x.norm(dim=1)
+    assert r[y == 0].max() <= 0.4 and r[y == 1].min() >= 0.7
+
+
+def test_logistic_regression_is_one_linear_layer() -> None:
+    net = build_net([], "tanh")
+    assert [type(m).__name__ for m in net] == ["Linear"]
+    assert sum(p.numel() for p in net.parameters()) == 3
+    assert sum(p.numel() for p in build_net([4, 3], "relu").parameters()) == (2 * 4 + 4) + (4 * 3 + 3) + (3 + 1)
+
+
+@pytest.mark.parametrize(("choices", "words"), [
+    ({"dataset": "moons"}, "unknown data set 'moons'"),
+    ({"hidden": "4,x"}, "hidden must list neurons"),
+    ({"hidden": "64"}, "1 to 32 neurons"),
+    ({"lr": "0"}, "learning rate"),
+    ({"activation": "gelu"}, "unknown activation"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer"),
+    ({"noise": "0.9"}, "noise must be between 0 and 0.5"),
+    ({"n": "5"}, "size must be between"),
+    ({"epochs": "0"}, "epochs must be"),
+])
+def test_bad_choices_answer_400_before_streaming(client, choices, words) -> None:
+    r = client.get("/api/playground/train", params=choices)
+    assert r.status_code == 400
+    assert words in r.json()["error"]
+
+
+def test_training_streams_boundary_loss_accuracy_and_the_panel(client) -> None:
+    fs = frames(client, dataset="xor", hidden="4", epochs=20, seed=1)
+    assert [f["epoch"] for f in fs] == list(range(1, 21))  # 20 epochs <= 40 frames: one per epoch
+    assert all(len(f["grid"]) == GRID * GRID and 0 <= min(f["grid"]) <= max(f["grid"]) <= 1 for f in fs)
+    assert fs[-1]["train_loss"] < fs[0]["train_loss"]
+    last = fs[-1]
+    assert last["done"] and not any(f.get("done") for f in fs[:-1])
+    assert last["learned_count"] == (2 * 4 + 4) + (4 + 1)
+    assert [(p["inputs"], p["neurons"]) for p in last["learned"]] == [(2, 4), (4, 1)]
+    assert last["chosen"]["hidden"] == [4] and last["chosen"]["dataset"] == "xor"
+
+
+def test_points_endpoint_splits_half_and_half(client) -> None:
+    doc = client.get("/api/playground/data", params={"dataset": "spirals", "n": 200}).json()
+    assert len(doc["train"]) == len(doc["test"]) == 100
+    assert {p[2] for p in doc["train"]} == {0, 1}
+
+
+def test_the_lectures_quiz(client) -> None:
+    """Logistic regression: >= 0.95 on linear, <= 0.65 on circles; one hidden layer of 4: >= 0.95 on circles."""
+    accuracy = lambda **c: frames(client, **c)[-1]["test_accuracy"]  # noqa: E731
+    assert accuracy(dataset="linear", hidden="") >= 0.95
+    assert accuracy(dataset="circles", hidden="") <= 0.65
+    assert accuracy(dataset="circles", hidden="4") >= 0.95
+    assert PlaygroundConfig().hidden == [4] and PlaygroundConfig().dataset == "circles"  # the page's defaults are the quiz's
+
+
+def test_config_check_names_the_problem() -> None:
+    with pytest.raises(CnnlabError, match="batch size"):
+        PlaygroundConfig(n=100, batch_size=500).check()
