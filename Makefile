@@ -9,7 +9,7 @@ STAMP := $(VENV)/.cnnlab-installed
 demo: $(STAMP)
 	$(VENV)/bin/cnnlab quickstart
 
-# The whole suite, slow tests included (about 10 minutes on 2 cores).
+# The whole suite, slow tests included (337 tests, about 3 minutes on 2 cores).
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 

@@ -24,7 +24,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, load_weights, read_weights
 
 if TYPE_CHECKING:
-    from cnnlab.data import Dataset
+    from cnnlab.data import Dataset, Split
     from cnnlab.evaluate import Evaluation
     from cnnlab.training.config import TrainConfig
 
@@ -156,10 +156,8 @@ class Run:
         if num_classes is not None and num_classes != len(self.classes):
             raise CnnlabError(f"{what} has {num_classes} classes but run {self.name} predicts {len(self.classes)}.")
 
-    def evaluate(self, data: Dataset | None = None, split: str = "test") -> Evaluation:
-        """Evaluate on a split of the run's own dataset (or of `data`, which must fit)."""
-        from cnnlab.evaluate import evaluate
-
+    def split(self, data: Dataset | None = None, split: str = "test") -> Split:
+        """A non-empty split of the run's own dataset (or of `data`, which must fit the model)."""
         data = data if data is not None else self.load_data()
         self.check_fits(data.input_shape, data.num_classes, f"dataset {data.name}")
         if split not in data.splits():
@@ -167,6 +165,13 @@ class Run:
         part = data.splits()[split]
         if len(part) == 0:
             raise CnnlabError(f"the {split} split of {data.name} is empty.")
+        return part
+
+    def evaluate(self, data: Dataset | None = None, split: str = "test") -> Evaluation:
+        """Evaluate on a split of the run's own dataset (or of `data`, which must fit)."""
+        from cnnlab.evaluate import evaluate
+
+        part = self.split(data, split)
         return evaluate(self.model, part.x, part.y, self.classes)
 
     def predict(self, x: Tensor) -> Tensor:

@@ -53,12 +53,7 @@ def attack_run(
     if steps < 1:
         raise CnnlabError(f"--steps must be at least 1, got {steps}.")
     dataset = data if data is not None else run.load_data()
-    run.check_fits(dataset.input_shape, dataset.num_classes, f"dataset {dataset.name}")
-    if split not in dataset.splits():
-        raise CnnlabError(f"split must be one of {', '.join(dataset.splits())}, got '{split}'.")
-    part = dataset.splits()[split]
-    if len(part) == 0:
-        raise CnnlabError(f"the {split} split of {dataset.name} is empty.")
+    part = run.split(dataset, split)
     x, y = part.x[:n], part.y[:n]
     model = run.model.eval()
 

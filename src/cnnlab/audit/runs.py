@@ -46,9 +46,7 @@ def bias_run(run: Run, groups: str | None = None, split: str = "test") -> dict[s
     from cnnlab.evaluate import predict_logits
 
     data = run.load_data()
-    part = data.splits()[split]
-    if len(part) == 0:
-        raise CnnlabError(f"the {split} split of {data.name} is empty; nothing to audit.")
+    part = run.split(data, split)
     ids, names, described = groups_for(groups, data.name, data.classes, part.x, part.y)
     with energy.track(run.path, "audit bias"):
         pred = predict_logits(run.model, part.x).argmax(1)
