@@ -106,3 +106,16 @@ def test_provenance_is_json_with_hashes(trained_run: Run, digits) -> None:
     prov = json.loads((trained_run.path / "provenance.json").read_text())
     assert prov["data"]["sha256"] == digits.sha256()
     assert prov["data"]["licence"] and prov["data"]["source"]
+
+
+def test_a_run_on_data_handed_in_never_analyses_other_data(digits, tmp_path: Path, cli) -> None:
+    from cnnlab.data import Dataset, Split
+
+    half = Dataset("digits", digits.classes, Split(digits.train.x[:400], digits.train.y[:400]), digits.val, digits.test)
+    run = cnnlab.train(model="lenet5", data=half, epochs=1, batch_size=64, out=tmp_path / "half", quiet=True)
+    assert run.config.data == "digits"  # the name alone would load all the digits: other data
+    with pytest.raises(CnnlabError, match="SHA-256 differs"):
+        Run.load(run.path).load_data()
+    assert Run.load(run.path).evaluate(half).accuracy >= 0  # handed in again, it works
+    result = cli("evaluate", run.path)
+    assert result.code == 1 and "pass that data explicitly" in result.err and "Traceback" not in result.err

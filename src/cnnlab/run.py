@@ -141,10 +141,20 @@ class Run:
         return self.provenance.get("finished") is not None
 
     # -- using the model --------------------------------------------------------------------
-    def load_data(self, download: bool | None = None) -> Dataset:
+    def load_data(self, download: bool | None = None, check: bool = True) -> Dataset:
+        """The dataset this run trained on, loaded again by its name; with `check`, refused when
+        its SHA-256 differs from provenance.json (data handed in as a Dataset, permuted, subset,
+        or files changed since), so no analysis silently reads other data than the run learned from."""
         from cnnlab.data import load_data
 
-        return load_data(self.config.data, **self.config.data_options(), download=download)
+        data = load_data(self.config.data, **self.config.data_options(), download=download)
+        recorded = self.provenance["data"].get("sha256")
+        if check and recorded and data.sha256() != recorded:
+            raise CnnlabError(
+                f"run {self.name} trained on data that '{self.config.data}' no longer gives (SHA-256 differs: "
+                "it was handed in as a Dataset, or the files changed); pass that data explicitly (Python: data=...)."
+            )
+        return data
 
     def check_fits(self, input_shape: tuple[int, ...], num_classes: int | None, what: str) -> None:
         """A clear sentence when data does not fit the model (channels, size or classes)."""

@@ -79,12 +79,7 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
     run = Run.load(path, weights="none", model=model)
     if run.finished:
         raise CnnlabError(f"{path} already finished its {run.config.epochs} epochs; start a new run with --out to train more.")
-    data = run.load_data()
-    if data.sha256() != run.provenance["data"]["sha256"]:
-        raise CnnlabError(
-            f"the data of {run.config.data} differs from what {path} started on (SHA-256 changed); "
-            "resuming would not continue the same training."
-        )
+    data = run.load_data()  # refused if it is not the data the run started on
     for stale in path.glob(".*.tmp-*"):  # half-written by a kill; the complete files are intact
         stale.unlink()
     state = load_state(checkpoint) if checkpoint.exists() else None
