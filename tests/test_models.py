@@ -33,6 +33,11 @@ EXPECTED_PARAMS = [
     ("resnet56", (3, 32, 32), 10, 853_018),  # the paper's "0.85M"
     ("resnet18", (3, 224, 224), 1000, 11_689_512),
     ("resnet50", (3, 224, 224), 1000, 25_557_032),
+    # convs 1-16-32-32-64-64 (3x3, no bias) + their BatchNorms + a linear layer on the 7x7x64 map:
+    # 144+4,608+9,216+18,432+36,864 + 2*(16+32+32+64+64) + 31,360+10
+    ("fastnet", (1, 28, 28), 10, 101_050),
+    # convs 3-32-64-64-256-256-256-256 + BatchNorms + a linear layer on a global max of 256
+    ("fastnet-wide", (3, 32, 32), 10, 1_978_026),
 ]
 
 # MNIST, CIFAR-10, and the smallest side that gets the ImageNet layouts (with an odd class count).

@@ -121,6 +121,11 @@ def train(
     target_epsilon: Annotated[Optional[float], typer.Option(help="DP: epsilon spent by the end of training.")] = None,
     delta: Annotated[Optional[float], typer.Option(help="DP: delta of (epsilon, delta)-DP.")] = None,
     max_grad_norm: Annotated[Optional[float], typer.Option(help="DP: per-sample gradient clipping norm.")] = None,
+    nproc: Annotated[Optional[int], typer.Option(help="Processes training together on this machine (DDP through torchrun); --batch-size stays the global batch.")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="fast: cnnlab's time-to-accuracy choices for the options you do not set.")] = None,
+    budget: Annotated[Optional[str], typer.Option(help="Time for the whole command (90s, 2m, 15m): picks the epochs that fit, unless --epochs is given.")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Score with flip test-time augmentation.")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout (faster convolutions on CPUs and GPUs).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="A TOML file of the options above (flags win).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/MODEL-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
@@ -129,21 +134,33 @@ def train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model on a dataset; the run directory records everything (see README)."""
-    from cnnlab.training import TrainConfig
+    from dataclasses import replace
+
+    from cnnlab.training import TrainConfig, distributed
     from cnnlab.training import resume as resume_run
     from cnnlab.training import train as train_run
+    from cnnlab.training.recipes import parse_budget, process_start
 
     flags = {k: v for k, v in locals().items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    if budget is not None:
+        flags["budget"] = parse_budget(budget)
     if resume is not None:
         if flags or config or out_dir:
             raise CnnlabError(
                 f"--resume continues {resume} with its own config.toml; drop the other training options "
                 f"({', '.join('--' + k.replace('_', '-') for k in flags) or '--config/--out'})."
             )
+        saved = TrainConfig.from_toml(resume / "config.toml") if (resume / "config.toml").is_file() else TrainConfig()
+        if (code := distributed.launch_if_several(saved, sys.argv[1:])) is not None:  # as many processes as before
+            raise typer.Exit(code)
         run = resume_run(resume, quiet=quiet or as_json)
     else:
         base = TrainConfig.from_toml(config) if config else TrainConfig()
-        run = train_run(base, out=out_dir, overwrite=overwrite, quiet=quiet or as_json, **flags)
+        if (code := distributed.launch_if_several(replace(base, **flags).resolved(), sys.argv[1:])) is not None:
+            raise typer.Exit(code)
+        run = train_run(base, out=out_dir, overwrite=overwrite, quiet=quiet or as_json, started=process_start(), **flags)
+    if not distributed.context().is_main:  # rank 0 reports for all of them
+        return
     test = next(m for m in reversed(run.metrics()) if m.get("event") == "test")
     if as_json:
         _emit({"run": str(run.path), "config": run.config.to_dict(), **test})
@@ -304,4 +321,4 @@ def main() -> None:
 
 
 # Each area's commands live beside it; importing the module registers them on `app`.
-from cnnlab import cli_inside, cli_explain, cli_attack, cli_audit, cli_serve  # noqa: E402,F401
+from cnnlab import cli_inside, cli_explain, cli_attack, cli_audit, cli_serve, cli_bench  # noqa: E402,F401

@@ -14,20 +14,29 @@ from torch import Tensor, nn
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Logits (N, K) in eval mode, batch by batch, on the model's device; returned on the CPU."""
+def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512, tta: bool = False) -> Tensor:
+    """Logits (N, K) in eval mode, batch by batch, on the model's device; returned on the CPU.
+
+    `tta`: flip test-time augmentation, the mean of the logits of each image and its mirror
+    (left-right), as the speed-run recipes score (airbench); costs a second forward pass.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+
+    def logits(batch: Tensor) -> Tensor:
+        batch = batch.to(device)
+        return (model(batch) + model(batch.flip(3))) / 2 if tta else model(batch)
+
     try:
-        out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+        out = [logits(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
 
-def loss_and_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> tuple[float, float]:
-    logits = predict_logits(model, x, batch_size)
+def loss_and_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512, tta: bool = False) -> tuple[float, float]:
+    logits = predict_logits(model, x, batch_size, tta)
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
@@ -97,9 +106,9 @@ class Evaluation:
         }
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, classes: list[str], batch_size: int = 512) -> Evaluation:
-    """Evaluate `model` on images x (N, C, H, W) in [0, 1] with labels y (N,)."""
-    logits = predict_logits(model, x, batch_size)
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, classes: list[str], batch_size: int = 512, tta: bool = False) -> Evaluation:
+    """Evaluate `model` on images x (N, C, H, W) in [0, 1] with labels y (N,) (`tta`: see predict_logits)."""
+    logits = predict_logits(model, x, batch_size, tta)
     confusion = confusion_matrix(y, logits.argmax(1), len(classes))
     return Evaluation(
         classes=list(classes),

@@ -182,7 +182,7 @@ class Run:
         from cnnlab.evaluate import evaluate
 
         part = self.split(data, split)
-        return evaluate(self.model, part.x, part.y, self.classes)
+        return evaluate(self.model, part.x, part.y, self.classes, tta=self.config.tta)
 
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities (N, K) for pixels x (N, C, H, W) in [0, 1]."""
@@ -191,7 +191,7 @@ class Run:
         if x.ndim == 3:
             x = x.unsqueeze(0)
         self.check_fits(tuple(x.shape[1:]), None, "the input")
-        return predict_logits(self.model, x.float()).softmax(1)
+        return predict_logits(self.model, x.float(), tta=self.config.tta).softmax(1)
 
     def predict_files(self, paths: list[str | Path], k: int = 3) -> list[dict[str, Any]]:
         """Top-k classes with probabilities for image files, converted to the run's input."""

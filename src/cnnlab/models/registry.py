@@ -60,11 +60,13 @@ def register_model(
     reference_input: tuple[int, int, int],
     reference_classes: int,
     reference_params: int,
+    name: str | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Decorator: register a builder under its function name (`def resnet20` -> "resnet20")."""
+    """Decorator: register a builder under `name`, by default its function name (`def resnet20` -> "resnet20")."""
 
     def wrap(builder: Builder) -> Builder:
-        name = builder.__name__
+        nonlocal name
+        name = name or builder.__name__
         if name in _REGISTRY:
             raise ValueError(f"two model builders are named {name}")
         _REGISTRY[name] = ModelEntry(
@@ -76,12 +78,12 @@ def register_model(
 
 
 # The order of the lecture: no hidden layer, hidden layers, then the CNNs by year.
-FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet")
+FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast")
 
 
 def _load_families() -> None:
     # Importing a family file runs its @register_model decorators.
-    from cnnlab.models import alexnet, lenet, linear, resnet, vgg  # noqa: F401
+    from cnnlab.models import alexnet, fast, lenet, linear, resnet, vgg  # noqa: F401
 
 
 def model_entries() -> list[ModelEntry]:

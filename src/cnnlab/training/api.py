@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -16,9 +17,11 @@ from cnnlab.files import slug
 from cnnlab.models import build_model
 from cnnlab.provenance import now, start_record
 from cnnlab.run import CHECKPOINT, Run
+from cnnlab.training import distributed
 from cnnlab.training.checkpoint import load_state
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.fit import fit
+from cnnlab.training.recipes import apply_recipe, given_options, plan_epochs, recipe_batch_size
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -34,14 +37,18 @@ def train(
     data: str | Dataset | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    started: float | None = None,
     **overrides: Any,
 ) -> Run:
     """Train and return the finished Run.
 
     `config` (or the defaults) updated by keyword `overrides` (`epochs=3`, `lr=0.1`, any
     TrainConfig field). `model` and `data` are registry names, or your own nn.Module (pixels
-    in [0, 1] in, logits out) and a Dataset already in memory.
+    in [0, 1] in, logits out) and a Dataset already in memory. `recipe="fast"` fills in the
+    options not given; a `budget` (seconds, counted from `started`, a time.time(), default
+    now) picks the number of epochs unless `epochs` is given.
     """
+    started = time.time() if started is None else started
     unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
     if unknown:
         raise CnnlabError(f"unknown training option(s) {', '.join(unknown)}; see TrainConfig for the names.")
@@ -50,12 +57,19 @@ def train(
     if isinstance(data, str):
         overrides["data"], data = data, None
     cfg = replace(config or TrainConfig(), **overrides)
+    given = given_options(config, overrides)
+    if cfg.recipe != "none":
+        cfg = apply_recipe(cfg, given)
     if model is not None:
         cfg = replace(cfg, model=f"custom:{type(model).__name__}")
     cfg = cfg.resolved()
+    dist = distributed.join(cfg)  # several processes when torchrun started this one
+    cfg = replace(cfg, nproc=dist.world_size)
 
     if data is None:
-        data = load_data(cfg.data, **cfg.data_options())
+        with dist.main_first():  # a download happens once, on rank 0
+            data = load_data(cfg.data, **cfg.data_options())
+    cfg = recipe_batch_size(cfg, len(data.train), given)
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     if model is None:
         model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())
@@ -65,7 +79,16 @@ def train(
         from cnnlab.audit.dp import dp_ready
 
         model = dp_ready(model)
-    run = Run.create(out or default_out(cfg), cfg, start_record(data, cfg.seed), model, overwrite)
+    provenance = start_record(data, cfg.seed)
+    if cfg.budget > 0 and "epochs" not in given:  # the epochs that fit what is left of the budget
+        epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test))
+        epochs = dist.from_main(epochs)  # every rank trains the same schedule
+        cfg, provenance["budget"] = replace(cfg, epochs=epochs), plan
+    if dist.is_main:
+        run = Run.create(out or default_out(cfg), cfg, provenance, model, overwrite)
+    path = dist.from_main(run.path if dist.is_main else None)
+    if not dist.is_main:  # the other ranks train beside rank 0 and write nothing
+        run = Run(path, cfg, provenance, model)
     fit(run, data, quiet=quiet)
     return run
 
@@ -77,14 +100,16 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
     if (path / "config.toml").is_file():
         torch.manual_seed(TrainConfig.from_toml(path / "config.toml").seed)  # no checkpoint: same start
     run = Run.load(path, weights="none", model=model)
+    dist = distributed.join(run.config, resuming=path)  # on as many processes as it started with
     if run.finished:
         raise CnnlabError(f"{path} already finished its {run.config.epochs} epochs; start a new run with --out to train more.")
     data = run.load_data()  # refused if it is not the data the run started on
-    for stale in path.glob(".*.tmp-*"):  # half-written by a kill; the complete files are intact
+    for stale in path.glob(".*.tmp-*") if dist.is_main else ():  # half-written by a kill; the complete files are intact
         stale.unlink()
-    state = load_state(checkpoint) if checkpoint.exists() else None
+    state = load_state(checkpoint) if checkpoint.exists() else None  # rank 0's state is every rank's
     run.provenance.setdefault("resumed", []).append(now())
-    run.save_provenance()
+    if dist.is_main:
+        run.save_provenance()
     fit(run, data, state, quiet=quiet)
     return run
 

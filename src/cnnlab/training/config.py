@@ -49,6 +49,11 @@ class TrainConfig:
     target_epsilon: float = 8.0  # DP: privacy budget spent by the end of training
     delta: float = 1e-5  # DP: the delta of (epsilon, delta)-differential privacy
     max_grad_norm: float = 1.0  # DP: per-sample gradient clipping norm
+    recipe: str = "none"  # a named set of the choices above: none or fast (see training/recipes.py)
+    budget: float = 0.0  # seconds for the whole command; > 0 picks the epochs that fit (unless epochs is set)
+    tta: bool = False  # score with flip test-time augmentation: mean logits of the image and its mirror
+    channels_last: bool = False  # NHWC memory for model and batches (oneDNN's fast convolution layout)
+    nproc: int = 1  # processes training together (DDP); batch_size stays the global batch
 
     def resolved(self) -> TrainConfig:
         """Fill the 'usual' values in and check every choice, so config.toml records what ran."""
@@ -74,8 +79,14 @@ class TrainConfig:
             (self.target_epsilon > 0, "target epsilon must be above 0, e.g. 8"),
             (0 < self.delta < 1, "delta must be in (0, 1), e.g. 1e-5 (below 1 / number of training images)"),
             (self.max_grad_norm > 0, "max grad norm must be above 0, e.g. 1.0"),
+            (self.recipe in ("none", "fast"), "recipe must be none or fast"),
+            (self.budget >= 0, "budget must be 0 (none) or a positive time, e.g. 2m"),
             (not (self.dp and self.adversarial != "none"), "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
             (not (self.dp and self.mitigate != "none"), "--dp and --mitigate cannot be combined (group weights change each example's sensitivity)"),
+            (self.nproc >= 1, "nproc must be at least 1 (processes training together)"),
+            (not (self.dp and self.nproc > 1), "--dp trains in one process: Opacus' per-sample clipping with several processes (DDP) is not supported, drop --nproc"),
+            (not (self.mitigate == "groupdro" and self.nproc > 1), "--mitigate groupdro trains in one process (its group weights follow each batch), drop --nproc"),
+            (self.batch_size >= 2 * self.nproc, f"batch size {self.batch_size} is the global batch: with --nproc {self.nproc} it must be at least {2 * self.nproc} (2 images per process)"),
         ]
         for ok, message in checks:
             if not ok:

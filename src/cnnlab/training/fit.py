@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from cnnlab.evaluate import loss_and_accuracy
 from cnnlab.provenance import now
 from cnnlab.run import BEST, CHECKPOINT, METRICS, WEIGHTS, Run
 from cnnlab.files import save_weights
+from cnnlab.training import distributed
 from cnnlab.training.checkpoint import save_state
 from cnnlab.training.optim import make_optimizer, make_schedule
 from cnnlab.training.progress import TrainingProgress
@@ -88,10 +89,15 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
     """Train `run.model` on `data` as `run.config` says, from scratch or from `state`."""
     cfg = run.config
     device = resolve_device(cfg.device)
-    model = run.model.to(device)
-    train, val, test = (split.to(device) for split in (data.train, data.val, data.test))
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format  # --channels-last
+    model = run.model.to(device, memory_format=fmt)
+    dist = distributed.context()  # one process, or one rank of several (cnnlab.training.distributed)
+    net = dist.wrap(model)  # what training steps call: DDP averages the gradients of all ranks
+    train, val, test = (split.to(device) for split in (data.train, data.val, data.test))  # pinned copies on CUDA
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()  # bf16 on GPUs
 
-    drop_last = len(train) % cfg.batch_size == 1  # BatchNorm cannot normalise a batch of one
+    # BatchNorm cannot normalise a batch of one: no rank may get a slice of fewer than 2 images
+    drop_last = 0 < len(train) % cfg.batch_size < 2 * dist.world_size
     steps_per_epoch = num_batches(len(train), cfg.batch_size, drop_last)
     if steps_per_epoch == 0:
         raise CnnlabError(f"{data.name} has {len(train)} training images, too few for one batch.")
@@ -111,7 +117,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
 
     pos = Position()
     if state is not None:
-        pos = Position(**state["position"])
+        pos = Position(**state["position"])  # rank 0's, the same on every rank
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -121,11 +127,14 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             group_loss.load_state_dict(state["group_loss"])
         if private is not None:
             private.load_state_dict(state["privacy"])
-        with open(run.path / METRICS, "a") as f:  # forget lines logged after the checkpoint
-            f.truncate(state["metrics_bytes"])
+        if dist.is_main:
+            with open(run.path / METRICS, "a") as f:  # forget lines logged after the checkpoint
+                f.truncate(state["metrics_bytes"])
 
     def checkpoint() -> None:
         _check_finite_weights(run, model, pos, steps_per_epoch)
+        if not dist.is_main:
+            return
         metrics = run.path / METRICS
         save_state(
             {
@@ -142,8 +151,9 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
             run.path / CHECKPOINT,
         )
 
-    bar = TrainingProgress(cfg.epochs * steps_per_epoch, pos.step, quiet)
-    with bar, stop_requests() as stop, energy.track(run.path, "training"):
+    bar = TrainingProgress(cfg.epochs * steps_per_epoch, pos.step, quiet or not dist.is_main)
+    watts = energy.track(run.path, "training") if dist.is_main else nullcontext()
+    with bar, stop_requests() as stop, watts:
         while pos.epoch < cfg.epochs:
             epoch_label = f"epoch {pos.epoch + 1}/{cfg.epochs}"
             epoch_start = time.perf_counter()
@@ -157,23 +167,26 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 groups = group_loss.groups(x, y) if group_loss is not None else None  # before augmentation
                 if augmentations:
                     x = augment(x, augmentations, augment_rng)
+                x, y, groups = dist.shard(x, y, groups)  # this rank's slice of the global batch
                 if cfg.adversarial != "none":
                     # Madry et al. 2018 / Wong et al. 2020: train on the batch's adversarial
                     # version, attacked with the model in train mode (no eval switch), as their code does.
                     x = adversarial_batch(model, x, y, cfg.adversarial, cfg.eps, cfg.adv_steps)
-                logits = model(x)
-                loss = loss_fn(logits, y) if group_loss is None else group_loss(logits, y, groups)
+                with autocast:
+                    logits = net(x.contiguous(memory_format=fmt))
+                    loss = loss_fn(logits, y) if group_loss is None else group_loss(logits, y, groups)
                 if not torch.isfinite(loss):
                     _stop_on_nonfinite(run, pos, f"the loss became {loss.item()} at", pos.batch + 1, steps_per_epoch)
                 step_lrs.append(optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                dist.global_mean(loss, len(y)).backward()
                 optimizer.step()
                 schedule.step()
 
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                pos.seen += len(y)
+                batch_loss, batch_correct = dist.sum(loss.detach() * len(y), (logits.argmax(1) == y).sum())
+                loss_sum += batch_loss
+                correct += batch_correct
+                pos.seen += dist.global_batch
                 pos.batch += 1
                 pos.step += 1
                 show = pos.batch % 20 == 0  # reading the sums syncs a GPU; do it now and then
@@ -182,7 +195,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                     bar.step(1, epoch_label, _stats(loss_sum, correct, pos.seen, speed))
                 else:
                     bar.step(1, epoch_label)
-                if stop.is_set() or (cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0):
+                if dist.agree(stop) or (cfg.checkpoint_every and pos.step % cfg.checkpoint_every == 0):
                     pos.loss_sum, pos.correct = loss_sum.item(), int(correct)
                     pos.train_seconds += time.perf_counter() - tick
                     tick = time.perf_counter()
@@ -203,32 +216,39 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
                 "train_loss": loss_sum.item() / pos.seen,
                 "train_acc": int(correct) / pos.seen,
                 "images_per_s": pos.seen / max(pos.train_seconds, 1e-9),
+                "train_seconds": pos.train_seconds,  # in training steps only: no validation or saving
             }
             if len(val):
-                record["val_loss"], record["val_acc"] = loss_and_accuracy(model, val.x, val.y)
+                record["val_loss"], record["val_acc"] = loss_and_accuracy(model, val.x, val.y, tta=cfg.tta)
             if private is not None:
                 record["epsilon"] = private.epsilon()
             record["epoch_seconds"] = time.perf_counter() - epoch_start
-            run.log(record)
+            if dist.is_main:
+                run.log(record)
             bar.epoch_line(record)
 
             score = record.get("val_acc", record["train_acc"])
             pos = Position(epoch=pos.epoch + 1, step=pos.step, best_val_acc=pos.best_val_acc, best_epoch=pos.best_epoch)
-            save_weights(model, run.path / WEIGHTS, run.weights_metadata())
-            if cfg.keep_checkpoints:
+            if dist.is_main:
+                save_weights(model, run.path / WEIGHTS, run.weights_metadata())
+            if cfg.keep_checkpoints and dist.is_main:
                 _keep_epoch_weights(run, model, pos.epoch, step_lrs)
             if score > pos.best_val_acc:
                 pos.best_val_acc, pos.best_epoch = score, pos.epoch
-                save_weights(model, run.path / BEST, run.weights_metadata())
+                if dist.is_main:
+                    save_weights(model, run.path / BEST, run.weights_metadata())
             checkpoint()
-            if stop.is_set():
+            if dist.agree(stop):
                 raise TrainingInterrupted(
                     f"interrupted after epoch {pos.epoch}/{cfg.epochs}; the checkpoint is saved: "
                     f"resume with `cnnlab train --resume {run.path}`."
                 )
 
+    if not dist.is_main:  # rank 0 alone evaluates on the test split and writes the results
+        model.eval()
+        return
     with energy.track(run.path, "evaluation"):
-        test_loss, test_acc = loss_and_accuracy(model, test.x, test.y) if len(test) else (float("nan"), float("nan"))
+        test_loss, test_acc = loss_and_accuracy(model, test.x, test.y, tta=cfg.tta) if len(test) else (float("nan"), float("nan"))
     run.log({"event": "test", "test_loss": test_loss, "test_acc": test_acc, "best_epoch": pos.best_epoch})
     if private is not None:
         run.provenance["privacy"] = private.record()
@@ -256,7 +276,8 @@ def _stop_on_nonfinite(run: Run, pos: Position, what: str, batch: int, steps_per
         else "no checkpoint had been written yet"
     )
     where = f"epoch {pos.epoch + 1}, batch {batch}/{steps_per_epoch}"
-    run.log({"event": "stopped", "reason": f"{what} {where}", "epoch": pos.epoch + 1, "step": pos.step})
+    if distributed.context().is_main:
+        run.log({"event": "stopped", "reason": f"{what} {where}", "epoch": pos.epoch + 1, "step": pos.step})
     raise CnnlabError(
         f"{what} {where}: training "
         f"stopped and {kept}; try a lower --lr (this run used {run.config.lr})."
