@@ -79,7 +79,8 @@ def test_plan_fits_the_budget_and_leaves_the_model_alone(digits) -> None:
     steps = -(-len(digits.train) // 64)
     assert plan["epoch_s"] == pytest.approx(plan["step_s"] * steps, rel=0.01)
     assert plan["test_s"] > 0
-    assert epochs == max(1, int((60.0 - 5.0 - plan["test_s"] - RESERVE_SECONDS) // plan["epoch_s"]))
+    left, r = 60.0 - 5.0 - plan["test_s"] - RESERVE_SECONDS, 0.006  # the plan's numbers are rounded to 0.01
+    assert int((left - r) // (plan["epoch_s"] + r)) <= epochs <= int((left + r) // (plan["epoch_s"] - r))
     tiny, _ = plan_epochs(model, digits.train.x, digits.train.y, cfg, spent=59.0)
     assert tiny == 1  # over budget already: one epoch, never zero
 
