@@ -81,8 +81,9 @@ def train(
         model = dp_ready(model)
     provenance = start_record(data, cfg.seed)
     if cfg.budget > 0 and "epochs" not in given:  # the epochs that fit what is left of the budget
-        epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test))
-        epochs = dist.from_main(epochs)  # every rank trains the same schedule
+        # rank 0 times the steps and every rank trains its plan (timing on all ranks at once would only slow each other)
+        epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test)) if dist.is_main else (0, {})
+        epochs = dist.from_main(epochs)
         cfg, provenance["budget"] = replace(cfg, epochs=epochs), plan
     if dist.is_main:
         run = Run.create(out or default_out(cfg), cfg, provenance, model, overwrite)

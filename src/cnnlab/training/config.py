@@ -17,6 +17,7 @@ from cnnlab.errors import CnnlabError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "step", "none")
 DEVICES = ("cpu", "cuda", "auto")
+RECIPES = ("none", "fast")  # what each chooses: training/recipes.py
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 
 
@@ -79,7 +80,7 @@ class TrainConfig:
             (self.target_epsilon > 0, "target epsilon must be above 0, e.g. 8"),
             (0 < self.delta < 1, "delta must be in (0, 1), e.g. 1e-5 (below 1 / number of training images)"),
             (self.max_grad_norm > 0, "max grad norm must be above 0, e.g. 1.0"),
-            (self.recipe in ("none", "fast"), "recipe must be none or fast"),
+            (self.recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}"),
             (self.budget >= 0, "budget must be 0 (none) or a positive time, e.g. 2m"),
             (not (self.dp and self.adversarial != "none"), "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
             (not (self.dp and self.mitigate != "none"), "--dp and --mitigate cannot be combined (group weights change each example's sensitivity)"),
