@@ -82,7 +82,7 @@ def main() -> None:
         return
     print(f"PGD-{args.steps}, eps {args.eps}, {len(x)} images of {data.name}, {result['model']}, "
           f"best of {args.repeats}, {result['threads']} threads, torch {torch.__version__}")
-    print(f"  cnnlab.attack.pgd   {result['ours_images_per_s']:8.1f} images/s   robust accuracy {ours[0][1]:.4f}")
+    print(f"  cnnlab.perturb.pgd   {result['ours_images_per_s']:8.1f} images/s   robust accuracy {ours[0][1]:.4f}")
     print(f"  torchattacks.PGD    {result['torchattacks_images_per_s']:8.1f} images/s   robust accuracy {theirs[0][1]:.4f}")
     print(f"  ratio ours / torchattacks: {result['ratio_ours_over_torchattacks']:.3f}")
 

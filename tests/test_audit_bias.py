@@ -12,8 +12,8 @@ import torch
 
 import cnnlab
 from cnnlab.audit.bias import group_metrics
-from cnnlab.audit.groups import groups_for
-from cnnlab.audit.mitigate import GroupLoss, make_group_loss
+from cnnlab.data.groups import groups_for
+from cnnlab.training.mitigate import GroupLoss, make_group_loss
 from cnnlab.data import Dataset, Split, load_data
 from cnnlab.data import tinted
 from cnnlab.data.idx import write_idx

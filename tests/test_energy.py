@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import cnnlab
-from cnnlab.audit import energy
+from cnnlab import energy
 from cnnlab.audit.size import measure_size
 from cnnlab.run import WEIGHTS, Run
 

@@ -14,7 +14,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.label_noise import flip_labels, label_noise, precision_at
+from cnnlab.experiments.label_noise import flip_labels, label_noise, precision_at
 from cnnlab.explain.tracin import Checkpoint, influence, kept_checkpoints, last_layer_grads, self_influence
 from cnnlab.files import load_weights, read_weights
 from cnnlab.run import Run

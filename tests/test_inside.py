@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.inside.permutation import fixed_permutation, parameter_comparison, permute_pixels, permuted_dataset
+from cnnlab.experiments.mlp_vs_cnn import fixed_permutation, parameter_comparison, permute_pixels, permuted_dataset
 from cnnlab.run import Run
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import cnnlab
-from cnnlab.audit.dp import dp_ready
+from cnnlab.models.private import dp_ready
 from cnnlab.audit.privacy import attack_metrics
 from cnnlab.data import num_batches
 from cnnlab.errors import CnnlabError

@@ -12,7 +12,7 @@ import torch
 
 import cnnlab
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import predict_logits
+from cnnlab.tasks.classify import predict_logits
 from cnnlab.models import build_model
 from cnnlab.run import Run
 from cnnlab.training import TrainConfig

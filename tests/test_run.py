@@ -42,7 +42,7 @@ def test_best_weights_are_the_best_validation_epoch(trained_run: Run) -> None:
     assert val[best_epoch - 1] == max(val)
     best = Run.load(trained_run.path, weights="best")
     data = best.load_data()
-    from cnnlab.evaluate import loss_and_accuracy
+    from cnnlab.tasks.classify import loss_and_accuracy
 
     assert loss_and_accuracy(best.model, data.val.x, data.val.y)[1] == pytest.approx(max(val))
 

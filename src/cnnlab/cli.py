@@ -178,7 +178,7 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and misclassified examples."""
-    from cnnlab.audit import energy
+    from cnnlab import energy
     from cnnlab.data import load_data
     from cnnlab.report import evaluation_dir, save_evaluation
     from cnnlab.run import Run

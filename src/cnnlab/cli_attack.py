@@ -28,7 +28,7 @@ def attack(
     as_json: JsonFlag = False,
 ) -> None:
     """Robust accuracy at each eps, the accuracy-vs-eps curve and adversarial examples (saved in RUN/attack/)."""
-    from cnnlab.attack._checks import check_eps
+    from cnnlab.perturb.checks import check_eps
     from cnnlab.attack.robustness import check_attack, parse_eps
     from cnnlab.attack.runs import attack_run
     from cnnlab.run import Run
@@ -73,7 +73,7 @@ def backdoor(
     as_json: JsonFlag = False,
 ) -> None:
     """BadNets (Gu et al. 2017): clean accuracy and attack success for each poisoning rate."""
-    from cnnlab.attack.experiment import backdoor_experiment, parse_rates
+    from cnnlab.experiments.backdoor import backdoor_experiment, parse_rates
     from cnnlab.errors import CnnlabError
     from cnnlab.files import slug
 

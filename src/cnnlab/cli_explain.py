@@ -113,7 +113,7 @@ def label_noise(
     as_json: JsonFlag = False,
 ) -> None:
     """Flip labels, train, and see whether TracIn self-influence finds them (vs the loss ranking and chance)."""
-    from cnnlab.explain.label_noise import label_noise as run_experiment
+    from cnnlab.experiments.label_noise import label_noise as run_experiment
     from cnnlab.files import slug
 
     out_dir = out_dir or Path("runs") / f"label-noise-{slug(data)}"

@@ -30,7 +30,7 @@ def mlp_vs_cnn(
     """Parameters of an MLP vs a CNN, and the fixed pixel-permutation test (MLP unmoved, CNN drops)."""
     from cnnlab.data import load_data
     from cnnlab.files import slug
-    from cnnlab.inside.permutation import mlp_vs_cnn as run_experiment
+    from cnnlab.experiments.mlp_vs_cnn import mlp_vs_cnn as run_experiment
 
     dataset = load_data(data)
     record = run_experiment(dataset, out_dir or Path("runs") / f"mlp-vs-cnn-{slug(data)}", mlp=mlp, cnn=cnn,

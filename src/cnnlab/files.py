@@ -8,6 +8,7 @@ Weights are safetensors: tensors and a JSON header, nothing to unpickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,6 +25,14 @@ from cnnlab.errors import CnnlabError
 def slug(name: str) -> str:
     """A name as a file name: 'imagefolder:/data/my pets/' -> 'imagefolder-data-my-pets'."""
     return re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")[-48:]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.evaluate import Evaluation
+from cnnlab.tasks.classify import Evaluation
 from cnnlab.report import evaluation_dir, save_evaluation, write_report
 from cnnlab.run import Run
 from cnnlab.training import TrainConfig, train

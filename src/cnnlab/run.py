@@ -21,12 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text, load_weights, read_weights
+from cnnlab.files import atomic_write_text, file_sha256, load_weights, read_weights
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
-    from cnnlab.evaluate import Evaluation
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.tasks.classify import Evaluation
+    from cnnlab.config import TrainConfig
 
 CONFIG, PROVENANCE, WEIGHTS, BEST, CHECKPOINT, METRICS = (
     "config.toml", "provenance.json", "model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.jsonl",
@@ -86,7 +86,7 @@ class Run:
         epoch, 'best' = best validation epoch). Pass `model` for a run that trained your own
         nn.Module (cnnlab cannot rebuild it by name)."""
         from cnnlab.models import build_model
-        from cnnlab.training.config import TrainConfig
+        from cnnlab.config import TrainConfig
 
         path = Path(path)
         if not (path / CONFIG).is_file():
@@ -101,7 +101,7 @@ class Run:
                 )
             model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
         if config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
-            from cnnlab.audit.dp import dp_ready
+            from cnnlab.models.private import dp_ready
 
             model = dp_ready(model)
         run = cls(path, config, provenance, model)
@@ -121,6 +121,14 @@ class Run:
     # -- records ----------------------------------------------------------------------------
     def save_provenance(self) -> None:
         atomic_write_text(self.path / PROVENANCE, json.dumps(self.provenance, indent=2) + "\n")
+
+    def record_weights(self) -> None:
+        """provenance['weights']: {file name: SHA-256} of the final weights files, what
+        `cnnlab verify` re-hashes."""
+        self.provenance["weights"] = {
+            name: file_sha256(self.path / name) for name in (WEIGHTS, BEST) if (self.path / name).is_file()
+        }
+        self.save_provenance()
 
     def weights_metadata(self) -> dict[str, Any]:
         """Stored inside each .safetensors so the file alone says what it is."""
@@ -179,14 +187,14 @@ class Run:
 
     def evaluate(self, data: Dataset | None = None, split: str = "test") -> Evaluation:
         """Evaluate on a split of the run's own dataset (or of `data`, which must fit)."""
-        from cnnlab.evaluate import evaluate
+        from cnnlab.tasks.classify import evaluate
 
         part = self.split(data, split)
         return evaluate(self.model, part.x, part.y, self.classes, tta=self.config.tta)
 
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities (N, K) for pixels x (N, C, H, W) in [0, 1]."""
-        from cnnlab.evaluate import predict_logits
+        from cnnlab.tasks.classify import predict_logits
 
         if x.ndim == 3:
             x = x.unsqueeze(0)

@@ -9,7 +9,7 @@ pixels, any `nn.Module` that takes such pixels (cnnlab models normalise in their
 
 from __future__ import annotations
 
-from cnnlab.attack.fgsm import fgsm
-from cnnlab.attack.pgd import pgd
+from cnnlab.perturb.fgsm import fgsm
+from cnnlab.perturb.pgd import pgd
 
 __all__ = ["fgsm", "pgd"]

@@ -14,7 +14,7 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
-from cnnlab.attack._checks import check_batch, check_eps
+from cnnlab.perturb.checks import check_batch, check_eps
 from cnnlab.errors import CnnlabError
 
 
@@ -32,7 +32,7 @@ def reference_pgd(
     model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size: float | None = None,
     random_start: bool = True,
 ) -> Tensor:
-    """torchattacks' L-inf PGD with the same settings as `cnnlab.attack.pgd` (model in eval mode)."""
+    """torchattacks' L-inf PGD with the same settings as `cnnlab.perturb.pgd` (model in eval mode)."""
     eps = check_eps(eps)
     check_batch(x, y)
     attack = torchattacks().PGD(model, eps=eps, alpha=2.5 * eps / steps if step_size is None else step_size,

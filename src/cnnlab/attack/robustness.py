@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from cnnlab.attack._checks import check_batch, check_eps
-from cnnlab.attack.fgsm import fgsm
-from cnnlab.attack.pgd import pgd
+from cnnlab.perturb.checks import check_batch, check_eps
+from cnnlab.perturb.fgsm import fgsm
+from cnnlab.perturb.pgd import pgd
 from cnnlab.errors import CnnlabError, unknown_name
 
 ATTACKS = ("fgsm", "pgd", "autoattack")

@@ -17,7 +17,7 @@ import torch
 
 from cnnlab.attack.figures import accuracy_vs_eps, adversarial_examples
 from cnnlab.attack.robustness import attack_images, check_attack, robust_accuracy
-from cnnlab.attack._checks import check_eps
+from cnnlab.perturb.checks import check_eps
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, slug
 from cnnlab.run import Run

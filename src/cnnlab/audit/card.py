@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Union
 
-from cnnlab.audit import energy
+from cnnlab import energy
 from cnnlab.audit.runs import read_audit
 from cnnlab.files import atomic_write_text
 from cnnlab.run import Run

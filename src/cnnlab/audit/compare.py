@@ -2,7 +2,7 @@
 
 `cnnlab compare RUN RUN...` makes the lecture's point measurable: a ResNet buys a few points of
 accuracy with ten times LeNet-5's parameters and many times its energy. Energy is CodeCarbon's
-training-stage record (see `cnnlab.audit.energy`), with its method beside every number.
+training-stage record (see `cnnlab.energy`), with its method beside every number.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnlab.audit import energy
+from cnnlab import energy
 from cnnlab.audit.runs import read_audit, size_run
 from cnnlab.errors import CnnlabError
 from cnnlab.report.figures import _pyplot, _save

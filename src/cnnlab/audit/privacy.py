@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.evaluate import predict_logits
+from cnnlab.tasks.classify import predict_logits
 
 NEIGHBOURS = 8  # noisy copies per image for the neighbourhood calibration
 NOISE = 0.05  # their Gaussian pixel noise (std, pixels in [0, 1]): small against the image

@@ -3,7 +3,7 @@ as the model card draws them (the card itself: `cnnlab card RUN`)."""
 
 from __future__ import annotations
 
-from cnnlab.audit import energy
+from cnnlab import energy
 from cnnlab.audit.card import bias_blocks, blocks_html, cost_blocks, privacy_blocks
 from cnnlab.audit.runs import read_audit
 from cnnlab.run import Run

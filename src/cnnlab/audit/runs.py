@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.audit import energy
+from cnnlab import energy
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text
 from cnnlab.run import WEIGHTS, Run
@@ -40,10 +40,10 @@ def _save(run: Run, name: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def bias_run(run: Run, groups: str | None = None, split: str = "test") -> dict[str, Any]:
-    """Per-group accuracy of the run on `split`; `groups` as in `cnnlab.audit.groups.groups_for`."""
+    """Per-group accuracy of the run on `split`; `groups` as in `cnnlab.data.groups.groups_for`."""
     from cnnlab.audit.bias import group_metrics
-    from cnnlab.audit.groups import groups_for
-    from cnnlab.evaluate import predict_logits
+    from cnnlab.data.groups import groups_for
+    from cnnlab.tasks.classify import predict_logits
 
     data = run.load_data()
     part = run.split(data, split)

@@ -1,6 +1,6 @@
 """Is this run what it claims to be? Re-hash its data and weights against provenance.json.
 
-At the end of training, `record_weights` stores the SHA-256 of each weights file; the data's
+At the end of training, `Run.record_weights` stores the SHA-256 of each weights file; the data's
 SHA-256 (pixels and labels of each split, exactly as trained on) is stored when the run starts.
 `verify` recomputes both: a weights file changed after training, or a dataset whose files
 changed on disk, no longer matches, and the run says so.
@@ -8,27 +8,11 @@ changed on disk, no longer matches, and the run says so.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
-from cnnlab.run import BEST, WEIGHTS, Run
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def record_weights(run: Run) -> None:
-    """provenance['weights']: {file name: SHA-256} of the run's final weights files."""
-    run.provenance["weights"] = {
-        name: file_sha256(run.path / name) for name in (WEIGHTS, BEST) if (run.path / name).is_file()
-    }
-    run.save_provenance()
+from cnnlab.files import file_sha256
+from cnnlab.run import Run
 
 
 def verify(path: str | Path, check_data: bool = True) -> dict[str, Any]:

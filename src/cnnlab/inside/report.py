@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.inside.permutation import experiment_of
+from cnnlab.experiments.mlp_vs_cnn import experiment_of
 from cnnlab.inside.pictures import FEATURE_MAPS, FILTERS, INSIDE
 from cnnlab.run import Run
 

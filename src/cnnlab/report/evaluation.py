@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from cnnlab.evaluate import Evaluation
+from cnnlab.tasks.classify import Evaluation
 from cnnlab.files import atomic_write_text
 from cnnlab.report import figures
 

@@ -19,7 +19,7 @@ from cnnlab.provenance import now, start_record
 from cnnlab.run import CHECKPOINT, Run
 from cnnlab.training import distributed
 from cnnlab.training.checkpoint import load_state
-from cnnlab.training.config import TrainConfig
+from cnnlab.config import TrainConfig
 from cnnlab.training.fit import fit
 from cnnlab.training.recipes import apply_recipe, given_options, plan_epochs, recipe_batch_size
 
@@ -76,7 +76,7 @@ def train(
     else:
         _check_custom_model(model, data)
     if cfg.dp:  # Opacus clips per sample: BatchNorm (which mixes a batch) becomes GroupNorm
-        from cnnlab.audit.dp import dp_ready
+        from cnnlab.models.private import dp_ready
 
         model = dp_ready(model)
     provenance = start_record(data, cfg.seed)

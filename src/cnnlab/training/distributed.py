@@ -37,7 +37,7 @@ from cnnlab.errors import CnnlabError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.config import TrainConfig
 
 T = TypeVar("T")
 # Longest wait for the other ranks at one collective before giving up with an error (a rank

@@ -20,13 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.attack.training import adversarial_batch
-from cnnlab.audit import energy
-from cnnlab.audit.mitigate import make_group_loss
-from cnnlab.audit.verify import record_weights
+from cnnlab.training.adversarial import adversarial_batch
+from cnnlab import energy
+from cnnlab.training.mitigate import make_group_loss
 from cnnlab.data import Dataset, augment, batches, epoch_order, num_batches, parse_augment
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import loss_and_accuracy
+from cnnlab.tasks.classify import loss_and_accuracy
 from cnnlab.provenance import now
 from cnnlab.run import BEST, CHECKPOINT, METRICS, WEIGHTS, Run
 from cnnlab.files import save_weights
@@ -108,8 +107,8 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
     augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
     group_loss = make_group_loss(cfg.mitigate, data.name, train.x, train.y, cfg.label_smoothing)  # --mitigate
     private = None
-    if cfg.dp:  # DP-SGD: per-sample clipping + noise; the accountant counts epsilon (cnnlab.audit.dp)
-        from cnnlab.audit.dp import PrivateTraining
+    if cfg.dp:  # DP-SGD: per-sample clipping + noise; the accountant counts epsilon (cnnlab.training.private)
+        from cnnlab.training.private import PrivateTraining
 
         private = PrivateTraining(model, optimizer, len(train), cfg.batch_size, cfg.epochs * steps_per_epoch,
                                   cfg.target_epsilon, cfg.delta, cfg.max_grad_norm)
@@ -253,7 +252,7 @@ def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: boo
     if private is not None:
         run.provenance["privacy"] = private.record()
         private.close()
-    record_weights(run)  # what `cnnlab verify` re-hashes
+    run.record_weights()
     run.provenance["finished"] = now()
     run.save_provenance()
     model.eval()

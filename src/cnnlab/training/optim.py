@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from cnnlab.training.config import TrainConfig
+from cnnlab.config import TrainConfig
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.training.config import RECIPES, TrainConfig
+from cnnlab.config import RECIPES, TrainConfig
 
 # Seconds kept back from a budget for what follows training besides the test pass (which is
 # estimated from the step time): writing the run, CodeCarbon's stop, the interpreter's exit.

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cnnlab.attack._checks import check_batch, check_eps
-from cnnlab.attack.fgsm import input_gradient
+from cnnlab.perturb.checks import check_batch, check_eps
+from cnnlab.perturb.fgsm import input_gradient
 from cnnlab.errors import CnnlabError
 
 

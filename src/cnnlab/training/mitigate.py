@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.audit.groups import GroupFn, dataset_groups
+from cnnlab.data.groups import GroupFn, dataset_groups
 from cnnlab.errors import CnnlabError
 
 GROUPDRO_STEP = 0.01  # eta_q of Sagawa et al. 2020 (their default step size for q)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnlab.attack.pgd import pgd
+from cnnlab.perturb.pgd import pgd
 
 
 def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, method: str, eps: float, steps: int) -> Tensor:

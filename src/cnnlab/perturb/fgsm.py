@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.attack._checks import check_batch, check_eps
+from cnnlab.perturb.checks import check_batch, check_eps
 
 
 def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
