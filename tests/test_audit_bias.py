@@ -81,11 +81,12 @@ def test_groupdro_moves_weight_to_the_worst_group_and_reweight_balances() -> Non
     logits = torch.tensor([[5.0, 0.0]] * 4 + [[0.0, 5.0]] * 2)  # group 0 right, group 1 wrong
     y = torch.zeros(6, dtype=torch.long)
     g = torch.tensor([0, 0, 0, 0, 1, 1])
-    dro = GroupLoss("groupdro", group_fn, counts)
+    ce_each = lambda out, target: torch.nn.functional.cross_entropy(out, target, reduction="none")  # noqa: E731
+    dro = GroupLoss("groupdro", group_fn, counts, ce_each)
     for _ in range(20):
         dro(logits, y, g)
     assert dro.q[1] > 0.5 > dro.q[0]  # the wrong group now weighs most
-    rew = GroupLoss("reweight", group_fn, counts)
+    rew = GroupLoss("reweight", group_fn, counts, ce_each)
     assert torch.allclose(rew.weights, torch.tensor([100 / 180, 100 / 20]))
     ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
     assert rew(logits, y, g).item() == pytest.approx((rew.weights[g] * ce).mean().item())
@@ -93,7 +94,7 @@ def test_groupdro_moves_weight_to_the_worst_group_and_reweight_balances() -> Non
 
 def test_mitigate_needs_a_dataset_with_groups(digits: Dataset) -> None:
     with pytest.raises(CnnlabError, match="needs a dataset with groups"):
-        make_group_loss("groupdro", "digits", digits.train.x, digits.train.y)
+        make_group_loss("groupdro", "digits", digits.train.x, digits.train.y, lambda out, target: out)
     with pytest.raises(CnnlabError, match="mitigate must be none, reweight or groupdro"):
         cnnlab.train(model="lenet5", data=digits, mitigate="dro", out="unused", quiet=True)
 

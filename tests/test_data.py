@@ -23,9 +23,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.data import batches, cifar, epoch_order, images, load_data, mnist, parse_augment
-from cnnlab.data.batches import random_crop, random_flip
+from cnnlab.data import batches, cifar, dataset_entries, epoch_order, images, load_data, mnist, parse_augment
+from cnnlab.data.batches import augment, crop_offsets, random_crop
 from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.registry import DatasetEntry
 from cnnlab.data.images import read_image
 from cnnlab.errors import CnnlabError
 
@@ -233,6 +234,36 @@ def test_mismatched_mnist_files_are_named(tmp_path: Path) -> None:
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(7, np.uint8))
     with pytest.raises(CnnlabError, match="train-labels-idx1-ubyte.gz"):
         load_data("fashion-mnist", data_dir=tmp_path)
+
+
+# -- --data-dir: the one place looked in when given --------------------------------------------
+
+@pytest.mark.parametrize("name", ["digits", "fashion-mnist", "cifar10"])
+def test_a_data_dir_that_does_not_exist_is_one_sentence_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    write_mnist_files(tmp_path / "copy" / "fashion-mnist")  # the copy a typo must not quietly read
+    write_cifar(tmp_path / "copy")
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "copy"))
+    with pytest.raises(CnnlabError) as e:
+        load_data(name, data_dir=tmp_path / "typo")
+    assert one_sentence(e) == f"data folder {tmp_path / 'typo'} does not exist; create it, or drop --data-dir to use the usual places."
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CnnlabError, match="is a file, not a folder"):
+        load_data(name, data_dir=tmp_path / "file")
+
+
+def test_a_data_dir_without_the_files_does_not_fall_back_to_another_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_mnist_files(tmp_path / "elsewhere")
+    write_cifar(tmp_path / "elsewhere")
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "elsewhere"))
+    assert load_data("fashion-mnist").source == str(tmp_path / "elsewhere")  # found there without --data-dir
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CnnlabError) as e:
+        load_data("fashion-mnist", data_dir=tmp_path / "empty", download=False)
+    assert f"in {tmp_path / 'empty'} (--data-dir)" in one_sentence(e)
+    with pytest.raises(CnnlabError, match="cifar10 is not on this machine"):
+        load_data("cifar10", data_dir=tmp_path / "empty", download=False)
+    write_mnist_files(tmp_path / "empty" / "fashion-mnist")  # its sub-folder named for the dataset counts
+    assert load_data("fashion-mnist", data_dir=tmp_path / "empty").source == str(tmp_path / "empty" / "fashion-mnist")
 
 
 # -- CIFAR-10 ----------------------------------------------------------------------------------
@@ -475,14 +506,79 @@ def test_arguments_are_checked() -> None:
         load_data("digits:extra")
 
 
-def test_every_family_is_registered() -> None:
-    from cnnlab.data import dataset_entries
+# Small data for every registered loader: files written here in its real format, or its own
+# embedded or generated data made small. A new loader fails test_every_dataset_has_small_data
+# until it is given a line here, and then gets the checks of test_every_dataset_loads.
+def _idx_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    write_mnist_files(root, n_train=60, n_test=20)
+    return {"data_dir": root}
 
-    names = {e.name: e.takes_arg for e in dataset_entries()}
-    assert names == {
-        "cifar10": False, "digits": False, "fashion-mnist": False, "imagefolder": True, "mnist": False,
-        "tinted-fashion-mnist": False,
-    }
+
+def _cifar_files(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    write_cifar(root, per_batch=10, n_test=10)
+    return {"data_dir": root}
+
+
+def _image_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    make_folder(root / "pets", {"dog": "RGB", "cat": "L"}, per_class=6)
+    return {"name": f"imagefolder:{root / 'pets'}"}
+
+
+def _embedded(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    return {}
+
+
+def _few_scenes(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import shapes
+
+    monkeypatch.setattr(shapes, "TRAIN_VAL", 40)  # scenes, instead of 2,250 and 500 (~5 s)
+    monkeypatch.setattr(shapes, "TEST", 10)
+    return {}
+
+
+SMALL_DATA = {
+    "cifar10": _cifar_files,
+    "digits": _embedded,
+    "fashion-mnist": _idx_files,
+    "imagefolder": _image_folder,
+    "mnist": _idx_files,
+    "shapes": _few_scenes,
+    "tinted-fashion-mnist": _idx_files,
+}
+
+
+def test_every_dataset_has_small_data() -> None:
+    assert {e.name for e in dataset_entries()} == set(SMALL_DATA)
+
+
+@pytest.mark.parametrize("entry", dataset_entries(), ids=lambda e: e.name)
+def test_every_dataset_loads(entry: DatasetEntry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every user of a Dataset relies on: pixels float32 in [0, 1] of one shape in every
+    split, one target per image that fits the classes, a registered task, the same bytes twice."""
+    from cnnlab.data.targets import IGNORE, Targets
+    from cnnlab.tasks import task_names
+
+    options = SMALL_DATA[entry.name](tmp_path, monkeypatch)
+    name = str(options.pop("name", entry.name))
+    ds = load_data(name, **options)
+    assert ds.name == name and ds.task in task_names()
+    assert ds.num_classes >= 2 and len(set(ds.classes)) == ds.num_classes
+    assert len(ds.train) > 0 and len(ds.test) > 0
+    for split in ds.splits().values():
+        assert split.x.dtype == torch.float32 and split.x.shape[1:] == ds.input_shape
+        assert len(split.x) == len(split.y)
+        if len(split.x):
+            assert 0 <= split.x.min() and split.x.max() <= 1
+        if isinstance(split.y, Targets):
+            for field, kind in split.y.kinds.items():
+                t = split.y.get(field)
+                assert len(t) == len(split.x), field
+                if kind == "mask":
+                    assert t.shape[1:] == split.x.shape[2:] and ((t < ds.num_classes) | (t == IGNORE)).all(), field
+        else:
+            assert split.y.dtype == torch.int64
+            assert ((0 <= split.y) & (split.y < ds.num_classes)).all()
+    assert load_data(name, **options).sha256() == ds.sha256()  # provenance hashes mean the same data
 
 
 # -- batches and augmentation ------------------------------------------------------------------
@@ -508,20 +604,23 @@ def test_batches_cover_every_index_once_and_resume() -> None:
 
 def test_random_crop_is_a_zero_filled_shift() -> None:
     x = torch.rand(16, 3, 8, 8) + 0.1  # no zeros inside, so the zero padding shows where it went
-    out = random_crop(x, padding=2, generator=torch.Generator().manual_seed(0))
+    dy, dx = crop_offsets(len(x), 2, torch.Generator().manual_seed(0))
+    out = random_crop(x, 2, dy, dx)
     assert out.shape == x.shape
     shifts = set()
     for i in range(len(x)):
         padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
         matches = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[:, dy : dy + 8, dx : dx + 8], out[i])]
-        assert len(matches) == 1
+        assert matches == [(int(dy[i]), int(dx[i]))]
         shifts.add(matches[0])
     assert len(shifts) > 1  # each image its own offset
 
 
 def test_random_flip_flips_exactly_the_drawn_images() -> None:
     x = torch.rand(64, 1, 4, 4)
-    out = random_flip(x, torch.Generator().manual_seed(5))
+    y = torch.arange(64)
+    out, y_out = augment(x, y, ("flip",), torch.Generator().manual_seed(5))
+    assert y_out is y  # class labels do not move
     flipped = torch.rand(64, generator=torch.Generator().manual_seed(5)) < 0.5  # the same draw
     assert 0 < flipped.sum() < 64
     for i in range(64):

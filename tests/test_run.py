@@ -42,9 +42,9 @@ def test_best_weights_are_the_best_validation_epoch(trained_run: Run) -> None:
     assert val[best_epoch - 1] == max(val)
     best = Run.load(trained_run.path, weights="best")
     data = best.load_data()
-    from cnnlab.tasks.classify import loss_and_accuracy
+    from cnnlab.tasks.classify import evaluate
 
-    assert loss_and_accuracy(best.model, data.val.x, data.val.y)[1] == pytest.approx(max(val))
+    assert evaluate(best.model, data.val.x, data.val.y, data.classes).accuracy == pytest.approx(max(val))
 
 
 def test_weights_are_safetensors_with_their_description(trained_run: Run) -> None:
@@ -119,3 +119,37 @@ def test_a_run_on_data_handed_in_never_analyses_other_data(digits, tmp_path: Pat
     assert Run.load(run.path).evaluate(half).accuracy >= 0  # handed in again, it works
     result = cli("evaluate", run.path)
     assert result.code == 1 and "pass that data explicitly" in result.err and "Traceback" not in result.err
+
+
+# -- results of analyses: Run.test_result, Run.results / save_result ---------------------------
+
+def test_test_result_is_the_last_test_record(trained_run: Run, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(trained_run.path, tmp_path / "run"))
+    records = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    assert Run.load(copy).test_result() == records[-1] and records[-1]["event"] == "test"
+    again = {**records[-1], "test_acc": 0.125}  # a second test (say, after a resume) replaces the first
+    with open(copy / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(again) + "\n" + json.dumps({"event": "note"}) + "\n")
+    assert Run.load(copy).test_result() == again
+    epochs = [r for r in records if r["event"] != "test"]
+    (copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
+    assert Run.load(copy).test_result() is None  # not finished: no test yet
+
+
+def test_results_round_trip_in_the_files_the_analyses_always_used(trained_run: Run, tmp_path: Path) -> None:
+    run = Run.load(Path(shutil.copytree(trained_run.path, tmp_path / "run")))
+    assert run.results("audit/bias") is None
+    doc = {"groups": "class", "by_group": [{"group": "0", "accuracy": 0.5}], "n": 3}
+    path = run.save_result("audit/bias", doc)
+    assert path == run.path / "audit" / "bias.json"
+    assert json.loads(path.read_text()) == doc and run.results("audit/bias") == doc
+    deep = run.save_result("attack/pgd-linf/robustness", {"points": []})
+    assert deep == run.path / "attack" / "pgd-linf" / "robustness.json"
+    assert Run.load(run.path).results("attack/pgd-linf/robustness") == {"points": []}
+    assert [p.name for p in (run.path / "audit").iterdir()] == ["bias.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("kind", ["", "../escape", "audit//bias", "/etc/passwd", "audit/.."])
+def test_a_result_kind_stays_inside_the_run(trained_run: Run, kind: str) -> None:
+    with pytest.raises(CnnlabError, match="relative name inside the run"):
+        trained_run.results(kind)

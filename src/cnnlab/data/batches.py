@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cnnlab.data.targets import Targets, flip_targets, shift_targets
+
 AUGMENTATIONS = ("crop", "flip")
 
 
@@ -63,16 +65,20 @@ def parse_augment(spec: str) -> tuple[str, ...]:
     return ops
 
 
-def random_crop(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
-    """Zero-pad each image by `padding` and cut it back at a random offset, per image.
+def crop_offsets(n: int, padding: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Per-image offsets (dy, dx), each (N, 1) in [0, 2 * padding], of a random crop."""
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device="cpu")
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device="cpu")
+    return dy, dx
 
-    One gather for the whole batch: every image gets its own (dy, dx) in [0, 2 * padding].
-    x: (N, C, H, W) -> (N, C, H, W)
+
+def random_crop(x: Tensor, padding: int, dy: Tensor, dx: Tensor) -> Tensor:
+    """Zero-pad each image by `padding` and cut it back at its own offset (dy, dx).
+
+    One gather for the whole batch. x: (N, C, H, W) -> (N, C, H, W)
     """
     n, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device="cpu").to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device="cpu").to(x.device)
     rows = (torch.arange(h, device=x.device) + dy)[:, None, :, None]  # (N, 1, H, 1)
     cols = (torch.arange(w, device=x.device) + dx)[:, None, None, :]  # (N, 1, 1, W)
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -80,17 +86,18 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator) -> Tensor:
     return padded[batch, chans, rows, cols]
 
 
-def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Mirror each image left-right with probability 1/2. x: (N, C, H, W)."""
-    flip = torch.rand(len(x), generator=generator, device="cpu").to(x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
-
-
-def augment(x: Tensor, ops: tuple[str, ...], generator: torch.Generator) -> Tensor:
-    """Apply the named augmentations to a whole batch. Crop padding is 1/8 of the image side
+def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: torch.Generator) -> tuple[Tensor, Tensor | Targets]:
+    """Apply the named augmentations to a whole batch, moving the targets with the pixels
+    (boxes, masks, keypoints; class labels do not move). Crop padding is 1/8 of the image side
     (4 px at 32, 3 px at 28), the usual CIFAR recipe scaled to the image."""
     if "crop" in ops:
-        x = random_crop(x, max(1, x.shape[-1] // 8), generator)
+        padding = max(1, x.shape[-1] // 8)
+        dy, dx = crop_offsets(len(x), padding, generator)
+        dy, dx = dy.to(x.device), dx.to(x.device)
+        x = random_crop(x, padding, dy, dx)
+        y = shift_targets(y, dy, dx, padding, (x.shape[-2], x.shape[-1]))
     if "flip" in ops:
-        x = random_flip(x, generator)
-    return x
+        flip = torch.rand(len(x), generator=generator, device="cpu").to(x.device) < 0.5  # each image with p = 1/2
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        y = flip_targets(y, flip, x.shape[-1])
+    return x, y

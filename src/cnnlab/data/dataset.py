@@ -1,7 +1,9 @@
 """A dataset held in memory: three splits of tensors plus what describes them.
 
 Every loader in `cnnlab.data` returns a `Dataset`. Images are float32 pixels in [0, 1],
-shaped (N, C, H, W); labels are int64 class indices. Normalisation is not applied here: it is
+shaped (N, C, H, W); a classifier's targets are int64 class indices, other tasks' targets a
+`Targets` (boxes, masks, keypoints: see targets.py). A dataset names the task its targets
+serve (`cnnlab.tasks`). Normalisation is not applied here: it is
 the model's own first layer (`cnnlab.models.Normalize`), so every tool works in pixel space.
 """
 
@@ -13,11 +15,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from cnnlab.data.targets import Targets, target_tensors
+
 
 @dataclass
 class Split:
     x: Tensor  # (N, C, H, W) float32 in [0, 1]
-    y: Tensor  # (N,) int64 in [0, num_classes)
+    y: Tensor | Targets  # classify: (N,) int64 in [0, num_classes); other tasks: Targets
 
     def __len__(self) -> int:
         return len(self.y)
@@ -29,12 +33,12 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
     def sha256(self) -> str:
-        """Hash of the pixels and labels exactly as trained on (provenance, `cnnlab verify`)."""
+        """Hash of the pixels and targets exactly as trained on (provenance, `cnnlab verify`)."""
         h = hashlib.sha256()
-        for t in (self.x, self.y):
+        for t in (self.x, *target_tensors(self.y)):
             t = t.detach().cpu().contiguous()
             h.update(str((tuple(t.shape), str(t.dtype))).encode())
-            h.update(t.numpy().tobytes())
+            h.update(t.numpy())  # its buffer as is: tobytes() copied it first (0.2 s for Fashion-MNIST)
         return h.hexdigest()
 
 
@@ -48,6 +52,7 @@ class Dataset:
     source: str = ""  # where the files came from: a path or a URL
     licence: str = "unknown"
     meta: dict[str, str] = field(default_factory=dict)  # anything else worth recording
+    task: str = "classify"  # what the targets are for: a name in cnnlab.tasks
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

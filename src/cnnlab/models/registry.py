@@ -49,6 +49,7 @@ class ModelEntry:
     reference_input: tuple[int, int, int]  # the paper's input (C, H, W)
     reference_classes: int
     reference_params: int  # parameter count at the reference input and classes
+    tasks: tuple[str, ...] = ("classify",)  # what its outputs serve (cnnlab.tasks)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -61,6 +62,7 @@ def register_model(
     reference_classes: int,
     reference_params: int,
     name: str | None = None,
+    tasks: tuple[str, ...] = ("classify",),
 ) -> Callable[[Builder], Builder]:
     """Decorator: register a builder under `name`, by default its function name (`def resnet20` -> "resnet20")."""
 
@@ -70,7 +72,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"two model builders are named {name}")
         _REGISTRY[name] = ModelEntry(
-            name, builder, family, paper, reference_input, reference_classes, reference_params
+            name, builder, family, paper, reference_input, reference_classes, reference_params, tasks
         )
         return builder
 
@@ -78,12 +80,12 @@ def register_model(
 
 
 # The order of the lecture: no hidden layer, hidden layers, then the CNNs by year.
-FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast")
+FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast", "fcn")
 
 
 def _load_families() -> None:
     # Importing a family file runs its @register_model decorators.
-    from cnnlab.models import alexnet, fast, lenet, linear, resnet, vgg  # noqa: F401
+    from cnnlab.models import alexnet, fast, fcn, lenet, linear, resnet, vgg  # noqa: F401
 
 
 def model_entries() -> list[ModelEntry]:

@@ -1,4 +1,5 @@
-"""How good is a classifier: accuracy, per-class precision/recall/F1, the confusion matrix.
+"""Classification: a class per image, learned by cross-entropy, scored by accuracy, per-class
+precision/recall/F1 and the confusion matrix.
 
 Works on any `nn.Module` that maps pixels (N, C, H, W) in [0, 1] to logits (N, K).
 """
@@ -6,38 +7,27 @@ Works on any `nn.Module` that maps pixels (N, C, H, W) in [0, 1] to logits (N, K
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError
+from cnnlab.tasks.base import Task, register_task
 
-@torch.inference_mode()
+if TYPE_CHECKING:
+    from cnnlab.data import Dataset, Split
+
+
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512, tta: bool = False) -> Tensor:
     """Logits (N, K) in eval mode, batch by batch, on the model's device; returned on the CPU.
 
     `tta`: flip test-time augmentation, the mean of the logits of each image and its mirror
     (left-right), as the speed-run recipes score (airbench); costs a second forward pass.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-
-    def logits(batch: Tensor) -> Tensor:
-        batch = batch.to(device)
-        return (model(batch) + model(batch.flip(3))) / 2 if tta else model(batch)
-
-    try:
-        out = [logits(x[i : i + batch_size]).float().cpu() for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def loss_and_accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512, tta: bool = False) -> tuple[float, float]:
-    logits = predict_logits(model, x, batch_size, tta)
-    return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+    return Classify([]).outputs(model, x, batch_size, tta)
 
 
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
@@ -108,7 +98,11 @@ class Evaluation:
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, classes: list[str], batch_size: int = 512, tta: bool = False) -> Evaluation:
     """Evaluate `model` on images x (N, C, H, W) in [0, 1] with labels y (N,) (`tta`: see predict_logits)."""
-    logits = predict_logits(model, x, batch_size, tta)
+    return evaluation_of(predict_logits(model, x, batch_size, tta), y, classes)
+
+
+def evaluation_of(logits: Tensor, y: Tensor, classes: list[str]) -> Evaluation:
+    """The evaluation of logits (N, K) against labels y (N,)."""
     confusion = confusion_matrix(y, logits.argmax(1), len(classes))
     return Evaluation(
         classes=list(classes),
@@ -120,3 +114,37 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, classes: list[str], batch_s
         y_true=y.clone(),
         probs=logits.softmax(1),
     )
+
+
+@register_task
+class Classify(Task):
+    name = "classify"
+    target = "a class per image"
+    score = "acc"
+    train_metrics = ("acc",)
+
+    def loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y, label_smoothing=self.label_smoothing)
+
+    def per_example_loss(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, y, reduction="none", label_smoothing=self.label_smoothing)
+
+    def train_sums(self, outputs: Tensor, y: Tensor) -> Tensor:
+        return (outputs.argmax(1) == y).sum().to(torch.float64).view(1)
+
+    def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
+        return {"loss": F.cross_entropy(outputs, y).item(), "acc": (outputs.argmax(1) == y).float().mean().item()}
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        return outputs.argmax(1)
+
+    def check_outputs(self, outputs: Tensor, data: Dataset) -> None:
+        if outputs.ndim != 2 or outputs.shape[1] != data.num_classes:
+            raise CnnlabError(
+                f"your model outputs shape {tuple(outputs.shape)} but {data.name} needs (N, {data.num_classes}) logits."
+            )
+
+    def pictures(self, outputs: Tensor, split: Split, out: Path) -> dict[str, Path]:
+        from cnnlab.report.evaluation import save_evaluation
+
+        return save_evaluation(evaluation_of(outputs, split.y, self.classes), split.x, out)

@@ -11,15 +11,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.config import TrainConfig
 from cnnlab.data import Dataset, load_data
 from cnnlab.errors import CnnlabError
 from cnnlab.files import slug
-from cnnlab.models import build_model
+from cnnlab.models import build_model, check_model_fits
+from cnnlab.models.registry import get_entry
 from cnnlab.provenance import now, start_record
 from cnnlab.run import CHECKPOINT, Run
+from cnnlab.tasks import check_serves, get_task
 from cnnlab.training import distributed
 from cnnlab.training.checkpoint import load_state
-from cnnlab.config import TrainConfig
 from cnnlab.training.fit import fit
 from cnnlab.training.recipes import apply_recipe, given_options, plan_epochs, recipe_batch_size
 
@@ -72,9 +74,11 @@ def train(
     cfg = recipe_batch_size(cfg, len(data.train), given)
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     if model is None:
+        check_serves(cfg.model, get_entry(cfg.model).tasks, data.name, data.task)
         model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())
-    else:
-        _check_custom_model(model, data)
+    else:  # one sentence, not a traceback, when the user's module does not fit the data
+        check_model_fits(model, data.input_shape, None, data.name)
+        get_task(data.task, data.classes).check_model(model, data)
     if cfg.dp:  # Opacus clips per sample: BatchNorm (which mixes a batch) becomes GroupNorm
         from cnnlab.models.private import dp_ready
 
@@ -113,22 +117,3 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
         run.save_provenance()
     fit(run, data, state, quiet=quiet)
     return run
-
-
-def _check_custom_model(model: nn.Module, data: Dataset) -> None:
-    """Fail early, in one sentence, when a user's module does not fit the data."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(data.train.x[:2])
-    except RuntimeError as e:
-        raise CnnlabError(
-            f"your model cannot take {data.name} images of shape {'x'.join(map(str, data.input_shape))}: {e}"
-        ) from None
-    finally:
-        model.train(was_training)
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
-        raise CnnlabError(
-            f"your model outputs shape {tuple(out.shape)} but {data.name} needs (N, {data.num_classes}) logits."
-        )

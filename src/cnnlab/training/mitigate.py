@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.data.groups import GroupFn, dataset_groups
 from cnnlab.errors import CnnlabError
+
+PerExample = Callable[[Tensor, Tensor], Tensor]  # (outputs, targets) -> (N,) loss of each image
 
 GROUPDRO_STEP = 0.01  # eta_q of Sagawa et al. 2020 (their default step size for q)
 
@@ -26,8 +28,8 @@ GROUPDRO_STEP = 0.01  # eta_q of Sagawa et al. 2020 (their default step size for
 class GroupLoss:
     """The training loss of `--mitigate reweight|groupdro`; state (q) is saved in checkpoints."""
 
-    def __init__(self, method: str, group_fn: GroupFn, counts: Tensor, label_smoothing: float = 0.0) -> None:
-        self.method, self.group_fn, self.label_smoothing = method, group_fn, label_smoothing
+    def __init__(self, method: str, group_fn: GroupFn, counts: Tensor, per_example: PerExample) -> None:
+        self.method, self.group_fn, self.per_example = method, group_fn, per_example
         present = counts > 0
         # reweight: N / (G * n_g); groups absent from the training set get weight 0
         self.weights = torch.where(present, counts.sum() / (present.sum() * counts.clamp_min(1)), 0.0).float()
@@ -38,7 +40,7 @@ class GroupLoss:
         return self.group_fn(x, y)
 
     def __call__(self, logits: Tensor, y: Tensor, g: Tensor) -> Tensor:
-        losses = F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)  # (N,)
+        losses = self.per_example(logits, y)  # (N,): the task's loss of each image
         if self.method == "reweight":
             return (self.weights.to(losses.device)[g] * losses).mean()
         num_groups = len(self.q)
@@ -58,7 +60,7 @@ class GroupLoss:
         self.q = state["q"]
 
 
-def make_group_loss(method: str, dataset: str, x: Tensor, y: Tensor, label_smoothing: float = 0.0) -> GroupLoss | None:
+def make_group_loss(method: str, dataset: str, x: Tensor, y: Tensor, per_example: PerExample) -> GroupLoss | None:
     """The loss of `--mitigate method` for training images x (N, C, H, W), y (N,); None for 'none'."""
     if method == "none":
         return None
@@ -68,4 +70,4 @@ def make_group_loss(method: str, dataset: str, x: Tensor, y: Tensor, label_smoot
     group_fn, names = own
     ids = torch.cat([group_fn(x[i : i + 4096], y[i : i + 4096]) for i in range(0, len(y), 4096)])
     counts = torch.bincount(ids.cpu(), minlength=len(names(["?"] * (int(y.max()) + 1))))
-    return GroupLoss(method, group_fn, counts.float(), label_smoothing)
+    return GroupLoss(method, group_fn, counts.float(), per_example)

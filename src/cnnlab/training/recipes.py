@@ -106,26 +106,16 @@ def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     the time of one epoch.
     Returns (epochs, the measurements) - the measurements go into provenance.json.
     """
-    from cnnlab.training.fit import resolve_device
+    from cnnlab.training.parts import resolve_device
+
+    from cnnlab.bench import make_step, time_steps
 
     device = resolve_device(cfg.device)
-    probe = copy.deepcopy(model).to(device).train()
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    probe = probe.to(memory_format=fmt)
+    probe = copy.deepcopy(model).to(device).to(memory_format=fmt)
     xb = x[: cfg.batch_size].to(device).contiguous(memory_format=fmt)
     yb = y[: cfg.batch_size].to(device)
-    opt = torch.optim.SGD(probe.parameters(), lr=1e-3, momentum=cfg.momentum)
-    times = []
-    for i in range(8):  # 3 warm-up steps, 5 timed
-        tick = time.perf_counter()
-        loss = nn.functional.cross_entropy(probe(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 3:
-            times.append(time.perf_counter() - tick)
+    times = time_steps(make_step(probe, xb, yb, cfg.momentum), steps=5, warmup=3, device=device)
     step = sorted(times)[len(times) // 2] / SAFETY  # median
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     epoch_seconds = step * steps_per_epoch
@@ -136,16 +126,3 @@ def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     return epochs, {"budget_s": cfg.budget, "spent_before_training_s": round(spent, 2),
                     "step_s": round(step, 4), "epoch_s": round(epoch_seconds, 2),
                     "test_s": round(test_seconds, 2), "epochs": epochs}
-
-
-def parse_budget(text: str) -> float:
-    """'90s', '2m', '15m', '1h' or plain seconds -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    t = text.strip().lower()
-    try:
-        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
-        value = -1
-    if not value > 0:
-        raise CnnlabError(f"--budget must be a time like 90s, 2m, 15m or 1h, got '{text}'.")
-    return value

@@ -1,0 +1,147 @@
+"""Segmentation (scene labelling): a class per pixel, learned by per-pixel cross-entropy, scored
+by mean IoU, global pixel accuracy and class-average accuracy.
+
+Works on any `nn.Module` that maps pixels (N, C, H, W) in [0, 1] to logits (N, K, H, W).
+Targets are a `Targets` whose `mask` field (N, H, W) int64 holds each pixel's class, IGNORE
+where none is known (pixels a crop brought in from the padding); those pixels count nowhere.
+
+The numbers are those of the scene-labelling literature (Long et al. 2015, section 5;
+Shuai et al. 2016, section 5), all from one confusion matrix C over the labelled pixels
+(row = true class, column = predicted):
+
+    IoU_k       = C[k, k] / (row_k + column_k - C[k, k])   mean over classes: mIoU
+    pixel_acc   = sum_k C[k, k] / sum C                    (the paper's "global accuracy")
+    class_acc   = mean_k C[k, k] / row_k                   (its "class-average accuracy")
+
+A class that is neither true nor predicted anywhere has no IoU (NaN) and is left out of the mean.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnnlab.data.targets import IGNORE, Targets
+from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_text
+from cnnlab.tasks.base import Task, register_task
+from cnnlab.tasks.classify import confusion_matrix
+
+if TYPE_CHECKING:
+    from cnnlab.data import Dataset, Split
+
+PICTURED = 12  # test images shown in the pictures (image, true mask, predicted mask each)
+COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+           "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
+
+
+def pixel_confusion(logits: Tensor, mask: Tensor) -> Tensor:
+    """(K, K) counts of labelled pixels, row = true class, column = predicted (argmax).
+    logits: (N, K, H, W); mask: (N, H, W) int64, IGNORE pixels left out."""
+    labelled = mask != IGNORE
+    return confusion_matrix(mask[labelled], logits.argmax(1)[labelled], logits.shape[1])
+
+
+def scores(confusion: Tensor) -> dict[str, float | list[float]]:
+    """mIoU, pixel_acc, class_acc and each class's IoU (NaN where undefined) from a (K, K) confusion."""
+    c = confusion.double()
+    tp, true, predicted = c.diag(), c.sum(1), c.sum(0)
+    union = true + predicted - tp
+    iou = torch.where(union > 0, tp / union.clamp_min(1), math.nan)
+    recall = torch.where(true > 0, tp / true.clamp_min(1), math.nan)
+    return {
+        "miou": iou.nanmean().item(),
+        "pixel_acc": (tp.sum() / c.sum().clamp_min(1)).item(),
+        "class_acc": recall.nanmean().item(),
+        "iou": iou.tolist(),
+    }
+
+
+@register_task
+class Segment(Task):
+    name = "segment"
+    target = "a class per pixel"
+    score = "miou"
+    train_metrics = ("pixel_acc",)
+
+    def loss(self, outputs: Tensor, y: Targets) -> Tensor:
+        return F.cross_entropy(outputs, y.get("mask"), ignore_index=IGNORE)
+
+    def per_example_loss(self, outputs: Tensor, y: Targets) -> Tensor:
+        """(N,) mean cross-entropy over each image's labelled pixels."""
+        mask = y.get("mask")
+        per_pixel = F.cross_entropy(outputs, mask, ignore_index=IGNORE, reduction="none")  # 0 where ignored
+        return per_pixel.sum((1, 2)) / (mask != IGNORE).sum((1, 2)).clamp_min(1)
+
+    def train_sums(self, outputs: Tensor, y: Targets) -> Tensor:
+        """Correct labelled pixels and labelled pixels: their ratio is the epoch's pixel accuracy."""
+        mask = y.get("mask")
+        labelled = mask != IGNORE
+        correct = ((outputs.argmax(1) == mask) & labelled).sum()
+        return torch.stack([correct, labelled.sum()]).to(torch.float64)
+
+    def train_summary(self, sums: list[float], seen: int) -> dict[str, float]:
+        correct, labelled = sums
+        return {"pixel_acc": correct / max(labelled, 1)}
+
+    def unflip(self, outputs: Tensor) -> Tensor:
+        return outputs.flip(-1)  # the scores of the mirror's pixel (i, W-1-j) belong to pixel (i, j)
+
+    def metrics(self, outputs: Tensor, y: Targets) -> dict[str, float]:
+        """loss, miou, pixel_acc, class_acc, and per_class: {class: IoU}."""
+        got = scores(pixel_confusion(outputs, y.get("mask")))
+        per_class = dict(zip(self.classes, got.pop("iou")))
+        return {"loss": self.loss(outputs, y).item(), **got, "per_class": per_class}
+
+    def decode(self, outputs: Tensor) -> Tensor:
+        """(N, K, H, W) logits -> (N, H, W) int64 class map."""
+        return outputs.argmax(1)
+
+    def check_outputs(self, outputs: Tensor, data: Dataset) -> None:
+        _, h, w = data.input_shape
+        if outputs.ndim != 4 or tuple(outputs.shape[1:]) != (data.num_classes, h, w):
+            raise CnnlabError(
+                f"your model outputs shape {tuple(outputs.shape)} but {data.name} needs (N, {data.num_classes}, {h}, {w}) "
+                "logits: a score for each class at each pixel."
+            )
+
+    def pictures(self, outputs: Tensor, split: Split, out: Path) -> dict[str, Path]:
+        """evaluation.json (the metrics), the pixel confusion matrix, and the first test images
+        beside their true and predicted masks."""
+        from cnnlab.report import confusion_matrix as draw_confusion
+        from cnnlab.report import image_grid
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        mask = split.y.get("mask")
+        shown = slice(0, PICTURED)
+        panels, titles = [], []
+        for x, true, predicted in zip(split.x[shown], mask[shown], self.decode(outputs[shown])):
+            panels += [x, overlay(x, true, len(self.classes)), overlay(x, predicted, len(self.classes))]
+            titles += ["image", "true", "predicted"]
+        confusion = pixel_confusion(outputs, mask)
+        results = {**self.metrics(outputs, split.y), "classes": self.classes, "confusion": confusion.tolist()}
+        atomic_write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
+        return {
+            "evaluation": out / "evaluation.json",
+            "confusion": draw_confusion(confusion, self.classes, out / "confusion.png"),
+            "masks": image_grid(torch.stack(panels), titles, out / "masks.png", columns=6),
+        }
+
+
+def overlay(image: Tensor, mask: Tensor, num_classes: int, alpha: float = 0.55) -> Tensor:
+    """image (C, H, W) in [0, 1] with each non-background class of mask (H, W) painted over it
+    in its colour (class 0 and IGNORE pixels left as they are) -> (3, H, W) in [0, 1]."""
+    from torchvision.utils import draw_segmentation_masks
+
+    rgb = (image.expand(3, -1, -1) * 255).round().to(torch.uint8)
+    classes = range(1, num_classes)
+    masks = torch.stack([mask == k for k in classes])
+    colours = [COLOURS[(k - 1) % len(COLOURS)] for k in classes]
+    return draw_segmentation_masks(rgb, masks, alpha=alpha, colors=colours).float() / 255
