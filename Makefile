@@ -4,18 +4,23 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.cnnlab-installed
 
-.PHONY: demo test test-fast clean-runs installed
+.PHONY: demo test test-fast lint clean-runs installed
 
 demo: installed
 	$(VENV)/bin/cnnlab quickstart
 
-# The whole suite, slow tests included (337 tests, about 3 minutes on 2 cores).
-test: installed
+# The whole suite, slow tests included, after the lint: imports follow the data flow
+# (import-linter contracts in pyproject.toml) and ruff finds nothing.
+test: lint
 	$(VENV)/bin/python -m pytest
 
 # Everything but the tests marked slow.
-test-fast: installed
+test-fast: lint
 	$(VENV)/bin/python -m pytest -m "not slow"
+
+lint: installed
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check src tests benchmarks
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

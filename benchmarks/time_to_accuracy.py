@@ -167,9 +167,9 @@ def cnnlab_contender(name: str, data: Dataset, out: Path, budget_s: float, **ove
         curve.images += len(data.train)
     curve.train_s = clock - curve.start_s
     if finished:
-        final = [m for m in run.metrics() if m["event"] == "test"]
-        if final and final[-1]["test_acc"] != curve.points[-1]["test_acc"]:  # e.g. averaged weights, TTA
-            curve.points.append({"epoch": 0, "clock_s": clock, "test_acc": final[-1]["test_acc"]})
+        final = run.test_result()
+        if final and final["test_acc"] != curve.points[-1]["test_acc"]:  # e.g. averaged weights, TTA
+            curve.points.append({"epoch": 0, "clock_s": clock, "test_acc": final["test_acc"]})
     else:
         curve.stopped_by_budget = True
         curve.train_s = max(curve.train_s, stop_clock - curve.start_s)  # the cut epoch's steps

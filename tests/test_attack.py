@@ -119,7 +119,9 @@ def test_agrees_with_torchattacks_within_one_point(batch) -> None:
 
 def test_robust_accuracy_starts_with_clean(batch) -> None:
     model, x, y = batch
-    points = robust_accuracy(model, x, y, "fgsm", [0.1, 0.02])
+    result = robust_accuracy(model, x, y, "fgsm", [0.1, 0.02])
+    assert (result.attack, result.steps, result.n, result.label) == ("fgsm", None, 100, "fgsm")
+    points = result.points
     assert [p.eps for p in points] == [0.0, 0.02, 0.1]
     assert points[0].accuracy == pytest.approx(accuracy(model, x, y))
     assert points[0].accuracy > points[1].accuracy > points[2].accuracy
@@ -214,6 +216,6 @@ def test_adversarial_training_makes_the_model_more_robust(trained_run: Run, digi
                           adv_steps=3, out=tmp_path / method, quiet=True)
     assert robust.config.adversarial == method
     x, y = digits.test.x, digits.test.y
-    standard = robust_accuracy(trained_run.model, x, y, "pgd", [0.1], steps=10)[1].accuracy
-    adversarial = robust_accuracy(robust.model, x, y, "pgd", [0.1], steps=10)[1].accuracy
+    standard = robust_accuracy(trained_run.model, x, y, "pgd", [0.1], steps=10).points[1].accuracy
+    adversarial = robust_accuracy(robust.model, x, y, "pgd", [0.1], steps=10).points[1].accuracy
     assert adversarial > standard + 0.3, (standard, adversarial)

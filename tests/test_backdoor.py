@@ -91,4 +91,4 @@ def test_backdoor_experiment_on_digits(cli, tmp_path: Path) -> None:
     assert poisoned["attack_success"] > 0.8  # 0.91 measured; 1,258 blurry digits learn it less surely than FMNIST
     assert poisoned["clean_accuracy"] > clean["clean_accuracy"] - 0.05
     assert Path(doc["files"]["examples"]).read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "b" / "backdoor.json").read_text())["rows"] == doc["rows"]
+    assert json.loads((tmp_path / "b" / "experiment.json").read_text())["rows"] == doc["rows"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.bench import KINDS, Peak, bench, count_flops, gemm_shapes, make_step, matmul_peak
+from cnnlab.bench import KINDS, Peak, bench, bench_target, count_flops, gemm_shapes, make_step, matmul_peak
 from cnnlab.models import build_model
 from cnnlab.run import Run
 
@@ -103,6 +103,13 @@ def test_bench_a_run_and_the_tables(cli, trained_run: Run) -> None:
     r = cli("bench", trained_run.path, "--batch-size", "8", "--steps", "1", "--channels-last")
     assert r.code == 0, r.err
     assert "of peak" in r.out and "channels_last" in r.out and "convolution" in r.out and "overhead" in r.out
+
+
+def test_bench_target_measures_on_its_threads_and_gives_them_back(trained_run: Run) -> None:
+    before = torch.get_num_threads()  # 2 in the tests (conftest)
+    r = bench_target(trained_run.path, threads=1, batch_size=4, steps=1)
+    assert r.threads == 1 and r.peak.threads == 1 and torch.get_num_threads() == before
+    assert r.source == str(trained_run.path) and r.channels_last == trained_run.config.channels_last
 
 
 def test_bench_input_shape_of_a_dataset(cli) -> None:

@@ -55,7 +55,7 @@ def test_card_has_mitchell_sections_and_says_what_was_not_measured(cli, run_copy
     html = (run_copy / "MODEL_CARD.html").read_text()
     assert [line[3:] for line in md.splitlines() if line.startswith("## ")] == MITCHELL
     assert all(f"<h2>{s}</h2>" in html for s in MITCHELL)
-    test_acc = next(m for m in Run.load(run_copy).metrics() if m.get("event") == "test")["test_acc"]
+    test_acc = Run.load(run_copy).test_result()["test_acc"]
     assert f"{100 * test_acc:.1f}%" in md
     for command in ("cnnlab audit bias", "cnnlab audit privacy", "cnnlab attack", "cnnlab evaluate"):
         assert command in md  # each unmeasured analysis is named, with the command to measure it

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tomllib
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 from PIL import Image
 
+from cnnlab.config import TrainConfig
 from cnnlab.run import Run
 from conftest import cnnlab_process
 
@@ -172,3 +178,68 @@ def test_version(cli) -> None:
 
     r = cli("--version")
     assert r.code == 0 and r.out.strip() == cnnlab.__version__
+
+
+def test_every_train_config_field_is_a_train_flag_with_its_help(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer.main
+
+    from cnnlab.cli import app
+
+    train = typer.main.get_command(app).commands["train"]
+    options = {p.name: p for p in train.params}
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option, so each name shows whole
+    shown = cli("train", "--help").out
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in options[f.name].opts and options[f.name].default is None, f.name
+        assert f.metadata["help"] and options[f.name].help == f.metadata["help"], f.name
+        assert flag in shown, f.name
+    assert options["tta"].secondary_opts == ["--no-tta"] and options["dp"].secondary_opts == []
+    own = {"config", "out_dir", "overwrite", "resume", "quiet", "as_json"}
+    assert set(options) - {f.name for f in fields(TrainConfig)} == own
+
+
+def test_flags_win_over_the_config_file_and_keep_its_other_values(cli, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(tomli_w.dumps({"model": "logistic", "data": "digits", "epochs": 3, "seed": 7, "tta": True, "lr": 0.02}))
+    # --epochs 10 is TrainConfig's default: given, it still beats the file's 3
+    r = cli("train", "--config", config, "--epochs", "1", "--no-tta", "--budget", "90s", "--out", tmp_path / "r", "--json")
+    assert r.code == 0, r.err
+    saved = tomllib.loads((tmp_path / "r" / "config.toml").read_text())
+    assert (saved["epochs"], saved["tta"], saved["budget"]) == (1, False, 90.0)  # the flags
+    assert (saved["model"], saved["seed"], saved["lr"]) == ("logistic", 7, 0.02)  # the file
+    assert saved["batch_size"] == TrainConfig().batch_size  # neither: the default
+
+
+def test_a_flag_at_its_default_value_still_counts_as_given(cli, tmp_path: Path) -> None:
+    """`--recipe fast` fills in only what the user did not say, even where they said the default."""
+    args = ["train", "--model", "logistic", "--recipe", "fast", "--epochs", "1", "--json"]
+    chosen = json.loads(cli(*args, "--out", tmp_path / "a").out)["config"]
+    given = json.loads(cli(*args, "--batch-size", "128", "--out", tmp_path / "b").out)["config"]
+    assert chosen["batch_size"] != 128 and given["batch_size"] == 128 == TrainConfig().batch_size
+
+
+def test_an_explicit_data_dir_that_does_not_exist_is_refused(cli, tmp_path: Path) -> None:
+    r = cli("train", "--data", "fashion-mnist", "--data-dir", tmp_path / "no-such-folder", "--out", tmp_path / "r")
+    assert r.code == 1 and r.err == (f"error: data folder {tmp_path / 'no-such-folder'} does not exist; "
+                                     "create it, or drop --data-dir to use the usual places.\n")
+    assert not (tmp_path / "r").exists()
+
+
+def test_compare_writes_its_plots_under_runs_compare(cli, trained_run: Run, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = cli("compare", trained_run.path, "--json")
+    assert r.code == 0, r.err
+    figures = json.loads(r.out)["figures"]
+    assert sorted(figures.values()) == ["runs/compare/accuracy_vs_energy.png", "runs/compare/accuracy_vs_params.png"]
+    assert all((tmp_path / f).is_file() for f in figures.values())
+
+
+def test_help_imports_no_torch() -> None:
+    """`cnnlab --help` and `cnnlab train --help` answer without loading torch (seconds of start-up)."""
+    code = ("import sys\nfrom cnnlab.cli import main\nfor args in (['--help'], ['train', '--help']):\n"
+            "    sys.argv = ['cnnlab', *args]\n    try:\n        main()\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "--batch-size" in done.stdout and done.stderr.strip() == "False"

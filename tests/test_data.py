@@ -239,13 +239,15 @@ def test_mismatched_mnist_files_are_named(tmp_path: Path) -> None:
 # -- --data-dir: the one place looked in when given --------------------------------------------
 
 @pytest.mark.parametrize("name", ["digits", "fashion-mnist", "cifar10"])
-def test_a_data_dir_that_does_not_exist_is_one_sentence_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+def test_a_data_dir_that_does_not_exist_is_one_sentence_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  name: str) -> None:
     write_mnist_files(tmp_path / "copy" / "fashion-mnist")  # the copy a typo must not quietly read
     write_cifar(tmp_path / "copy")
     monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "copy"))
     with pytest.raises(CnnlabError) as e:
         load_data(name, data_dir=tmp_path / "typo")
-    assert one_sentence(e) == f"data folder {tmp_path / 'typo'} does not exist; create it, or drop --data-dir to use the usual places."
+    assert one_sentence(e) == (f"data folder {tmp_path / 'typo'} does not exist; "
+                               "create it, or drop --data-dir to use the usual places.")
     (tmp_path / "file").write_text("")
     with pytest.raises(CnnlabError, match="is a file, not a folder"):
         load_data(name, data_dir=tmp_path / "file")

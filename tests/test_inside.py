@@ -79,7 +79,7 @@ def test_mlp_vs_cnn_experiment_on_digits(cli, tmp_path: Path) -> None:
     assert "MLP vs CNN on digits" in html and "200,960" in html and html.count("data:image/png;base64,") >= 3
     # the same folder is not overwritten by accident
     r = cli("experiment", "mlp-vs-cnn", "--data", "digits", "--epochs", "1", "--out", out)
-    assert r.code == 1 and "already holds an mlp-vs-cnn experiment" in r.err
+    assert r.code == 1 and "already holds an experiment; choose another --out or add --overwrite" in r.err
 
 
 def _png(path: Path, pixels: np.ndarray) -> Path:
@@ -106,7 +106,8 @@ def test_show_filters_and_feature_maps(cli, trained_run: Run, digits, tmp_path: 
 
 def test_feature_maps_are_the_conv_outputs(trained_run: Run, digits) -> None:
     """The hooks record each conv's own output, before the in-place ReLU can change it."""
-    from cnnlab.inside.pictures import conv_layers, feature_maps
+    from cnnlab.inside.pictures import feature_maps
+    from cnnlab.models import layers_of
 
     x = digits.test.x[3]
     maps = feature_maps(trained_run.model, x)
@@ -115,7 +116,7 @@ def test_feature_maps_are_the_conv_outputs(trained_run: Run, digits) -> None:
         expected = features.conv1(trained_run.model.normalize(x[None]))[0]
     assert torch.allclose(maps["net.features.conv1"], expected, atol=1e-6)
     assert (maps["net.features.conv1"] < 0).any()  # negatives: recorded before the ReLU
-    assert all(not m._forward_hooks for _, m in conv_layers(trained_run.model))  # hooks removed
+    assert all(not m._forward_hooks for _, m in layers_of(trained_run.model))  # hooks removed
 
 
 def test_show_errors_are_one_sentence(cli, trained_run: Run, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import cnnlab
+from cnnlab.config import parse_budget
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks.classify import predict_logits
 from cnnlab.models import build_model
@@ -20,7 +21,6 @@ from cnnlab.training.recipes import (
     RESERVE_SECONDS,
     apply_recipe,
     given_options,
-    parse_budget,
     plan_epochs,
     recipe_batch_size,
     recipe_choices,

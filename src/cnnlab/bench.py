@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models import eval_mode, recording
 
 # Kinds of operator, in the order they are printed. "overhead" is the step's wall time spent
 # outside every operator: the Python of the model's forward, autograd's bookkeeping, the loop.
@@ -151,9 +153,13 @@ def gemm_shapes(model: nn.Module, input_shape: tuple[int, int, int], batch_size:
     Small K and N (LeNet-5's first convolution: K = 25, N = 6) leave the CPU's vector
     registers mostly empty, whatever the batch: only M grows with it.
     """
+    layers = {n: mod for n, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))}
+    param = next(model.parameters(), None)
+    with torch.no_grad(), eval_mode(model), recording(layers.items()) as outputs:
+        model(torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu"))
     shapes: list[Gemm] = []
-
-    def hook(name: str, module: nn.Module, out: Tensor) -> None:
+    for name, out in outputs.items():  # in the order the layers ran
+        module = layers[name]
         if isinstance(module, nn.Conv2d):
             g = module.groups
             m = batch_size * out.shape[2] * out.shape[3]
@@ -163,25 +169,13 @@ def gemm_shapes(model: nn.Module, input_shape: tuple[int, int, int], batch_size:
         else:
             shapes.append(Gemm(name, "Linear", batch_size, module.in_features, module.out_features,
                                2 * batch_size * module.in_features * module.out_features))
-
-    hooks = [mod.register_forward_hook(lambda mod, inp, out, n=n: hook(n, mod, out))
-             for n, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
-    param = next(model.parameters(), None)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu"))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
     return shapes
 
 
-def make_step(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
-    """One real training step: forward, cross-entropy, backward, SGD (Nesterov momentum, as cnnlab trains)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
+def make_step(model: nn.Module, x: Tensor, y: Tensor, momentum: float = 0.9) -> Callable[[], None]:
+    """One real training step: forward, cross-entropy, backward, SGD (Nesterov momentum when
+    `momentum` > 0, as cnnlab trains). The model's weights change: give it a copy to keep them."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum, nesterov=momentum > 0)
     model.train()
 
     def step() -> None:
@@ -192,6 +186,27 @@ def make_step(model: nn.Module, x: Tensor, y: Tensor) -> Callable[[], None]:
             optimizer.step()
 
     return step
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int = 0,
+               clock: Callable[[], float] = time.perf_counter, device: torch.device | None = None) -> list[float]:
+    """Seconds of each of `steps` calls of `step`, after `warmup` untimed ones (they fill the
+    caches and let oneDNN pick its kernels). On a CUDA `device` each timed step waits for the
+    GPU to finish, or the clock would stop while its kernels still run."""
+    def finish() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    finish()
+    times = []
+    for _ in range(steps):
+        start = clock()
+        step()
+        finish()
+        times.append(clock() - start)
+    return times
 
 
 def count_flops(step: Callable[[], None]) -> tuple[int, dict[str, int]]:
@@ -327,13 +342,7 @@ def bench(
     flops, per_op = count_flops(step)  # also the first warm-up step
     if flops == 0:
         raise CnnlabError(f"{name or type(model).__name__} has no convolution or matrix multiply to count; bench measures those.")
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = now()
-        step()
-        times.append(now() - start)
+    times = time_steps(step, steps, warmup, now)
     best, median = min(times), sorted(times)[len(times) // 2]
     profiled_ms, shares = profile_shares(step, profile_steps)
     return Bench(
@@ -344,3 +353,56 @@ def bench(
         profiled_step_ms=profiled_ms, breakdown=breakdown(shares, best, per_op, peak.gflops),
         gemms=gemm_shapes(model, input_shape, batch_size), cpu_capability=torch.backends.cpu.get_cpu_capability(),
     )
+
+
+def bench_target(
+    target: str | Path,
+    *,
+    data: str | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+    classes: int = 10,
+    threads: int | None = None,
+    channels_last: bool | None = None,
+    batch_size: int = 256,
+    steps: int = 10,
+    clock: str = "wall",
+) -> Bench:
+    """`bench` of a run directory or of a registered model name (what `cnnlab bench` measures).
+
+    A run brings its model, input, classes and, unless `channels_last` says otherwise, the
+    memory layout it trained in. A model name is built for the input and classes of dataset
+    `data`, or for `input_shape` (default 1x28x28) and `classes`. `threads` torch threads
+    (default: torch's choice) are used for the measurement and the previous count restored
+    after it, as this may run inside a longer process (a notebook, the tests).
+    """
+    from cnnlab.models import build_model
+    from cnnlab.run import Run
+
+    if threads is not None and threads < 1:
+        raise CnnlabError(f"--threads must be at least 1 (got {threads}).")
+    if (Path(target) / "config.toml").is_file():
+        if data or input_shape:
+            raise CnnlabError(f"{target} is a run: its model fixes the input, so drop --data/--input.")
+        run = Run.load(target)
+        model, shape, n_classes, name, source = run.model, run.input_shape, len(run.classes), run.config.model, str(run.path)
+        channels_last = run.config.channels_last if channels_last is None else channels_last
+    elif Path(target).is_dir():
+        raise CnnlabError(f"{target} is a folder but not a cnnlab run (no config.toml); give a run directory or a model name.")
+    else:
+        if data and input_shape:
+            raise CnnlabError("give --data or --input, not both.")
+        if data:
+            from cnnlab.data import load_data
+
+            dataset = load_data(data)
+            shape, n_classes = dataset.input_shape, dataset.num_classes
+        else:
+            shape, n_classes = input_shape or (1, 28, 28), classes
+        model, name, source = build_model(str(target), shape, n_classes), str(target), "registry"
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        return bench(model, tuple(shape), n_classes, name=name, source=source, batch_size=batch_size,
+                     steps=steps, channels_last=bool(channels_last), clock=clock)
+    finally:
+        torch.set_num_threads(default_threads)

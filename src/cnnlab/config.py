@@ -1,14 +1,17 @@
 """Every hyperparameter a training run chooses, in one dataclass.
 
 The field names are the `cnnlab train` flags (`batch_size` <- `--batch-size`) and the keys of
-`config.toml`, so a run's config file can be edited and handed back with `--config`.
+`config.toml`, so a run's config file can be edited and handed back with `--config`. Each
+field's metadata holds its flag's help (see `option`): the CLI builds `cnnlab train`'s flags
+from these fields, so a new option is one new field here.
 Precedence: these defaults < a `--config` file < flags given on the command line.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +24,66 @@ RECIPES = ("none", "fast")  # what each chooses: training/recipes.py
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 
 
+def parse_budget(text: str) -> float:
+    """'90s', '2m', '15m', '1h' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = -1
+    if not value > 0:
+        raise CnnlabError(f"--budget must be a time like 90s, 2m, 15m or 1h, got '{text}'.")
+    return value
+
+
+def option(default: Any, help: str, *, negatable: bool = False, parse: Callable[[str], Any] | None = None) -> Any:
+    """A TrainConfig field and what its `cnnlab train` flag says.
+
+    help: the flag's help line. negatable: a bool flag that also has a `--no-` form (for the
+    choices a recipe can switch on). parse: the flag takes text, turned into the value by this.
+    """
+    return field(default=default, metadata={"help": help, "negatable": negatable, "parse": parse})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "lenet5"
-    data: str = "digits"
-    data_dir: str = ""  # "" = the dataset's usual places (see `cnnlab datasets`)
-    val_fraction: float = 0.1  # of the training images, held out to pick the best epoch
-    image_size: int = 0  # imagefolder only: resize to this side; 0 = the loader's default
-    on_corrupt: str = "skip"  # imagefolder only: 'skip' an undecodable image (named) or 'error'
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.0  # 0 = the optimizer's usual peak: 0.05 for SGD, 1e-3 for Adam/AdamW
-    momentum: float = 0.9  # SGD (Nesterov) only
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.0
-    augment: str = "none"  # comma-separated, applied to whole batches: crop, flip
-    seed: int = 0
-    device: str = "cpu"
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = at epoch ends only
-    keep_checkpoints: bool = False  # also keep each epoch's weights (checkpoints/), for TracIn
-    adversarial: str = "none"  # adversarial training: none, pgd (Madry et al.) or fgsm-rs (Wong et al.)
-    eps: float = 0.0  # L-inf radius of the adversarial training, pixels in [0, 1]
-    adv_steps: int = 7  # PGD steps per training batch
-    mitigate: str = "none"  # group bias mitigation: none, reweight or groupdro
-    dp: bool = False  # DP-SGD through Opacus
-    target_epsilon: float = 8.0  # DP: privacy budget spent by the end of training
-    delta: float = 1e-5  # DP: the delta of (epsilon, delta)-differential privacy
-    max_grad_norm: float = 1.0  # DP: per-sample gradient clipping norm
-    recipe: str = "none"  # a named set of the choices above: none or fast (see training/recipes.py)
-    budget: float = 0.0  # seconds for the whole command; > 0 picks the epochs that fit (unless epochs is set)
-    tta: bool = False  # score with flip test-time augmentation: mean logits of the image and its mirror
-    channels_last: bool = False  # NHWC memory for model and batches (oneDNN's fast convolution layout)
-    nproc: int = 1  # processes training together (DDP); batch_size stays the global batch
+    model: str = option("lenet5", "Model name (see `cnnlab models`).")
+    data: str = option("digits", "Dataset name, or imagefolder:PATH (see `cnnlab datasets`).")
+    data_dir: str = option("", "Folder holding (or to receive) the dataset's files; it must exist "
+                               "(default: the dataset's usual places, see `cnnlab datasets`).")
+    val_fraction: float = option(0.1, "Share of training images held out for validation (to pick the best epoch).")
+    image_size: int = option(0, "imagefolder: resize images to this side (0: the loader's default).")
+    on_corrupt: str = option("skip", "imagefolder: skip an undecodable image (named) or error.")
+    epochs: int = option(10, "Passes over the training images.")
+    batch_size: int = option(128, "Images per optimizer step.")
+    optimizer: str = option("sgd", "sgd (Nesterov), adam or adamw.")
+    lr: float = option(0.0, "Peak learning rate (default 0.05 for SGD, 1e-3 for Adam).")  # 0 = DEFAULT_LR
+    momentum: float = option(0.9, "SGD momentum.")
+    weight_decay: float = option(5e-4, "L2 penalty on weights (not biases or norms).")
+    schedule: str = option("onecycle", "onecycle, cosine, step or none.")
+    label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy.")
+    augment: str = option("none", "Batch augmentations: crop, flip, crop,flip or none.")
+    seed: int = option(0, "Seed of the initial weights, batch order and augmentation.")
+    device: str = option("cpu", "cpu, cuda or auto.")
+    checkpoint_every: int = option(0, "Also checkpoint every N steps (0: at epoch ends).")
+    keep_checkpoints: bool = option(False, "Keep every epoch's weights (for `cnnlab influence`).")
+    adversarial: str = option("none", "Adversarial training: pgd (Madry et al.) or fgsm-rs (Wong et al.), with --eps.")
+    eps: float = option(0.0, "L-inf radius of adversarial training, pixels in [0, 1].")
+    adv_steps: int = option(7, "PGD steps per batch of adversarial training.")
+    mitigate: str = option("none", "Group bias mitigation: reweight or groupdro.")
+    dp: bool = option(False, "Train with DP-SGD (Opacus).")
+    target_epsilon: float = option(8.0, "DP: epsilon spent by the end of training.")
+    delta: float = option(1e-5, "DP: delta of (epsilon, delta)-DP.")
+    max_grad_norm: float = option(1.0, "DP: per-sample gradient clipping norm.")
+    recipe: str = option("none", "fast: cnnlab's time-to-accuracy choices for the options you do not set.")
+    # seconds for the whole command, imports included
+    budget: float = option(0.0, "Time for the whole command (90s, 2m, 15m): picks the epochs that fit, unless --epochs is given.",
+                           parse=parse_budget)
+    tta: bool = option(False, "Score with flip test-time augmentation (mean logits of the image and its mirror).", negatable=True)
+    channels_last: bool = option(False, "NHWC memory layout (faster convolutions on CPUs and GPUs).", negatable=True)
+    nproc: int = option(1, "Processes training together on this machine (DDP through torchrun); "
+                           "--batch-size stays the global batch.")
 
     def resolved(self) -> TrainConfig:
         """Fill the 'usual' values in and check every choice, so config.toml records what ran."""
@@ -74,7 +103,8 @@ class TrainConfig:
             (self.checkpoint_every >= 0, "checkpoint every must be 0 or more steps"),
             (self.adversarial in ("none", "pgd", "fgsm-rs"), "adversarial must be none, pgd or fgsm-rs"),
             (0 <= self.eps <= 1, f"eps {self.eps} is outside [0, 1]: it is an L-inf radius in pixels in [0, 1]"),
-            (self.adversarial == "none" or self.eps > 0, f"adversarial training ({self.adversarial}) needs --eps above 0, e.g. 0.1"),
+            (self.adversarial == "none" or self.eps > 0,
+             f"adversarial training ({self.adversarial}) needs --eps above 0, e.g. 0.1"),
             (self.adv_steps >= 1, "adv steps must be at least 1"),
             (self.mitigate in ("none", "reweight", "groupdro"), "mitigate must be none, reweight or groupdro"),
             (self.target_epsilon > 0, "target epsilon must be above 0, e.g. 8"),
@@ -82,12 +112,19 @@ class TrainConfig:
             (self.max_grad_norm > 0, "max grad norm must be above 0, e.g. 1.0"),
             (self.recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}"),
             (self.budget >= 0, "budget must be 0 (none) or a positive time, e.g. 2m"),
-            (not (self.dp and self.adversarial != "none"), "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
-            (not (self.dp and self.mitigate != "none"), "--dp and --mitigate cannot be combined (group weights change each example's sensitivity)"),
+            (not (self.dp and self.adversarial != "none"),
+             "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
+            (not (self.dp and self.mitigate != "none"),
+             "--dp and --mitigate cannot be combined (group weights change each example's sensitivity)"),
             (self.nproc >= 1, "nproc must be at least 1 (processes training together)"),
-            (not (self.dp and self.nproc > 1), "--dp trains in one process: Opacus' per-sample clipping with several processes (DDP) is not supported, drop --nproc"),
-            (not (self.mitigate == "groupdro" and self.nproc > 1), "--mitigate groupdro trains in one process (its group weights follow each batch), drop --nproc"),
-            (self.batch_size >= 2 * self.nproc, f"batch size {self.batch_size} is the global batch: with --nproc {self.nproc} it must be at least {2 * self.nproc} (2 images per process)"),
+            (not (self.dp and self.nproc > 1),
+             "--dp trains in one process: Opacus' per-sample clipping with several processes (DDP) is not supported, "
+             "drop --nproc"),
+            (not (self.mitigate == "groupdro" and self.nproc > 1),
+             "--mitigate groupdro trains in one process (its group weights follow each batch), drop --nproc"),
+            (self.batch_size >= 2 * self.nproc,
+             f"batch size {self.batch_size} is the global batch: with --nproc {self.nproc} it must be at least "
+             f"{2 * self.nproc} (2 images per process)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -59,12 +59,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:
     """Learned parameters and buffers as safetensors; `metadata` (JSON-encoded) makes the
-    file self-describing: which model, which input shape, which classes."""
-    from safetensors.torch import save_file
+    file self-describing: which model, which input shape, which classes.
+
+    Equal tensors and metadata give a byte-identical file, so a file's hash names the weights.
+    safetensors lays the tensors out in a fixed order (by dtype alignment, then name) but writes
+    its JSON header's keys in the random order of a Rust HashMap; the header is re-encoded here
+    with sorted keys, the tensor bytes after it untouched."""
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
+    blob = save(state, metadata={k: json.dumps(v, sort_keys=True) for k, v in metadata.items()})
+    n = int.from_bytes(blob[:8], "little")  # the format: header length (u64 LE), JSON header, tensor bytes
+    header = json.dumps(json.loads(blob[8 : 8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)  # the tensor bytes start 8-byte aligned, padded as safetensors pads
+    atomic_write(path, lambda tmp: tmp.write_bytes(len(header).to_bytes(8, "little") + header + blob[8 + n :]))
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

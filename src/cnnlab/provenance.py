@@ -6,6 +6,7 @@ the data and compare, so a run can show it is what it claims to be.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -24,14 +25,15 @@ def now() -> str:
 def versions() -> dict[str, str]:
     import numpy
     import torch
-    import torchvision
 
     import cnnlab
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        # its installed version, read without importing it: `import torchvision` costs ~1.2 s
+        # (it loads torch._dynamo) and nothing else in a training needs it
+        "torchvision": importlib.metadata.version("torchvision"),
         "numpy": numpy.__version__,
         "cnnlab": cnnlab.__version__,
     }
@@ -71,6 +73,7 @@ def data_record(data: Dataset) -> dict[str, Any]:
     mean, std = data.stats()
     return {
         "name": data.name,
+        "tasks": list(data.tasks),
         "source": data.source,
         "licence": data.licence,
         "classes": data.classes,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.tasks.classify import Evaluation
-from cnnlab.report import evaluation_dir, save_evaluation, write_report
+from cnnlab.publish import evaluation_dir, write_report
+from cnnlab.report import save_evaluation
 from cnnlab.run import Run
+from cnnlab.tasks.classify import Evaluation
 from cnnlab.training import TrainConfig, train
 
 # 1257 training images: small batches give LeNet-5 enough steps to converge in seconds.

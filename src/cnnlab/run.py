@@ -25,6 +25,7 @@ from cnnlab.files import atomic_write_text, file_sha256, load_weights, read_weig
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
+    from cnnlab.tasks import Task
     from cnnlab.tasks.classify import Evaluation
     from cnnlab.config import TrainConfig
 
@@ -53,6 +54,13 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def task(self) -> Task:
+        """What the run learned (cnnlab.tasks); runs that predate tasks classified."""
+        from cnnlab.tasks import get_task
+
+        return get_task(self.provenance.get("task", "classify"), self.classes).bind(self.model)
 
     # -- creating and opening -------------------------------------------------------------
     @classmethod
@@ -186,11 +194,18 @@ class Run:
         return part
 
     def evaluate(self, data: Dataset | None = None, split: str = "test") -> Evaluation:
-        """Evaluate on a split of the run's own dataset (or of `data`, which must fit)."""
+        """A classifier's evaluation on a split of the run's own dataset (or of `data`, which must
+        fit): accuracy, per-class scores, confusion. Every task's numbers: `scores`."""
         from cnnlab.tasks.classify import evaluate
 
+        if self.task.name != "classify":
+            raise CnnlabError(f"run {self.name} learned the {self.task.name} task; its numbers come from Run.scores().")
         part = self.split(data, split)
         return evaluate(self.model, part.x, part.y, self.classes, tta=self.config.tta)
+
+    def scores(self, data: Dataset | None = None, split: str = "test") -> dict[str, Any]:
+        """The task's metrics (loss included) on a split of the run's own dataset (or of `data`)."""
+        return self.task.evaluate(self.model, self.split(data, split), tta=self.config.tta)
 
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities (N, K) for pixels x (N, C, H, W) in [0, 1]."""
@@ -213,3 +228,28 @@ class Run:
             {"image": str(p), "top": [{"class": self.classes[i], "probability": v} for v, i in zip(vals.tolist(), idx.tolist())]}
             for p, vals, idx in zip(paths, top.values, top.indices)
         ]
+
+    # -- results of analyses ----------------------------------------------------------------
+    def test_result(self) -> dict[str, Any] | None:
+        """The last `"event": "test"` record of metrics.jsonl (the test accuracy and loss that
+        training measured at its end), or None while the run has not finished."""
+        return next((m for m in reversed(self.metrics()) if m.get("event") == "test"), None)
+
+    def result_file(self, kind: str) -> Path:
+        """Where a result of `kind` lives: 'audit/bias' -> RUN/audit/bias.json."""
+        parts = kind.split("/")
+        if any(part in ("", ".", "..") for part in parts) or "\\" in kind:
+            raise CnnlabError(f"a result kind is a relative name inside the run, like 'audit/bias'; got '{kind}'.")
+        return self.path.joinpath(*parts[:-1], parts[-1] + ".json")
+
+    def results(self, kind: str) -> dict[str, Any] | None:
+        """What an analysis saved as `kind` (see `save_result`), or None if it was never saved."""
+        file = self.result_file(kind)
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def save_result(self, kind: str, result: dict[str, Any]) -> Path:
+        """Write `result` as RUN/<kind>.json (atomically: a reader never sees half a file)."""
+        file = self.result_file(kind)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(file, json.dumps(result, indent=2) + "\n")
+        return file

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.models import eval_mode, recording
+
 
 @dataclass
 class Layer:
@@ -74,25 +76,20 @@ def summarize(
     device is summarised without allocating any memory).
     """
     leaves = {n: m for n, m in model.named_modules() if n and (not list(m.children()) or any(True for _ in m.parameters(recurse=False)))}
-    shapes: dict[str, list[int]] = {}
-    hooks = [
-        m.register_forward_hook(lambda mod, inp, out, n=n: shapes.__setitem__(n, list(out.shape[1:])))
-        for n, m in leaves.items()
-    ]
     param = next(model.parameters(), None)
     x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
     counter = FlopCounterMode(display=False)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), counter:
-            model(x)
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    with torch.no_grad(), eval_mode(model), recording(leaves.items()) as outputs, counter:
+        model(x)
+    shapes = {n: list(out.shape[1:]) for n, out in outputs.items()}
     root = type(model).__name__
-    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}  # a module's, with its children's
+
+    def own_flops(n: str, m: nn.Module) -> int:
+        """A layer's FLOPs less its children's: those of the weights it holds itself (a DAG-RNN's
+        recurrent matrix), so that every multiply-add is counted in exactly one row."""
+        return flops.get(f"{root}.{n}", 0) - sum(flops.get(f"{root}.{n}.{c}", 0) for c, _ in m.named_children())
+
     layers = [
         Layer(
             name=n,
@@ -100,7 +97,7 @@ def summarize(
             chosen=chosen(m),
             output_shape=shapes.get(n, []),
             params=sum(p.numel() for p in m.parameters(recurse=False)),
-            flops=flops.get(f"{root}.{n}", 0) if not list(m.children()) else 0,
+            flops=own_flops(n, m),
         )
         for n, m in leaves.items()
     ]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from cnnlab.data.dataset import Dataset, Split
 from cnnlab.errors import CnnlabError
+from cnnlab.models import eval_mode
 
 TRIGGER_SIZE = 4  # 4x4 = 2% of a 28x28 image: small, and unlike anything in an empty corner
 TRIGGER_MARGIN = 1  # pixels between the trigger and the image border
@@ -64,13 +65,9 @@ def attack_success_rate(model: nn.Module, x: Tensor, y: Tensor, target: int, bat
     if len(others) == 0:
         raise CnnlabError(f"no test image outside the target class {target}: attack success is undefined.")
     device = next(model.parameters(), others).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         hits = sum(
             int((model(add_trigger(others[i : i + batch_size]).to(device)).argmax(1) == target).sum())
             for i in range(0, len(others), batch_size)
         )
-    finally:
-        model.train(was_training)
     return hits / len(others)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from cnnlab.report.figures import _pyplot, _save
+from cnnlab.report.figures import pyplot, save_figure
 
 
 def _show(ax, img: Tensor, cmap: str = "gray") -> None:  # noqa: ANN001 (a matplotlib Axes)
@@ -33,7 +33,7 @@ def adversarial_examples(
     largest change fills the colour scale (white = unchanged, red = brighter, blue = darker),
     or it would be invisible, which is the lecture's point.
     """
-    plt = _pyplot()
+    plt = pyplot()
     n = len(x)
     fig, axes = plt.subplots(n, 3, figsize=(5.4, 2.1 * n + 0.4), squeeze=False, layout="constrained")
     scale = max(float((x_adv - x).abs().max()), 1e-12)  # the largest change actually made
@@ -51,14 +51,14 @@ def adversarial_examples(
         axes[i, 2].set_title(f"= {classes[ca]} {pa[ca]:.0%}", fontsize=8,
                              color="black" if ca == int(y[i]) else "red")
     fig.suptitle(f"{attack}, eps = {eps:g} (pixels in [0, 1])", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_vs_eps(
     curves: dict[str, list[tuple[float, float]]], path: Path, title: str = "", norm: str = "linf",
 ) -> Path:
     """Accuracy (y) against eps (x), one line per label: {"pgd-20": [(0, .90), (0.1, .02)], ...}."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for label, points in curves.items():
         ax.plot([e for e, _ in points], [a for _, a in points], "o-", label=label)
@@ -69,4 +69,4 @@ def accuracy_vs_eps(
     ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from cnnlab.attack.runs import saved_results
+from cnnlab.report.html import img, table
 from cnnlab.run import Run
 
 
-def robustness(run: Run) -> str | None:
+def section(run: Run) -> str | None:
     """One table and two pictures per attack run on this run; None if it was never attacked."""
-    from cnnlab.attack.runs import saved_results  # here, not above: report.html imports this module
-    from cnnlab.report.html import _img, _table
-
     results = saved_results(run)
     if not results:
         return None
@@ -29,8 +28,8 @@ def robustness(run: Run) -> str | None:
         label = f"{r['attack']}-{r['steps']}" if r["attack"] == "pgd" else r["attack"]
         rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['accuracy']:.4f}"] for p in r["points"]]
         parts.append(f"<h3>{escape(label)} ({escape(r['norm'])}) on {r['n']} {escape(r['split'])} images of "
-                     f"{escape(r['data'])}</h3>" + _table(["eps", "accuracy"], rows))
+                     f"{escape(r['data'])}</h3>" + table(["eps", "accuracy"], rows))
         for key, alt in (("curve", "accuracy against eps"), ("examples", "original, perturbation, adversarial")):
             if Path(r["files"][key]).is_file():
-                parts.append(_img(Path(r["files"][key]), alt))
+                parts.append(img(Path(r["files"][key]), alt))
     return "".join(parts)

@@ -1,6 +1,6 @@
 """Robust accuracy: the share of images still classified correctly after an attack of radius eps.
 
-    robust_accuracy(model, x, y, "pgd", [0.02, 0.05, 0.1]) -> [RobustPoint(eps=0, ...), ...]
+    robust_accuracy(model, x, y, "pgd", [0.02, 0.05, 0.1]).points -> [RobustPoint(eps=0, ...), ...]
 
 eps = 0 (no attack) is always measured first: it is the clean accuracy the curve starts from.
 """
@@ -17,6 +17,7 @@ from cnnlab.perturb.checks import check_batch, check_eps
 from cnnlab.perturb.fgsm import fgsm
 from cnnlab.perturb.pgd import pgd
 from cnnlab.errors import CnnlabError, unknown_name
+from cnnlab.models import check_model_fits, eval_mode
 
 ATTACKS = ("fgsm", "pgd", "autoattack")
 
@@ -30,6 +31,26 @@ class RobustPoint:
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+@dataclass
+class Robustness:
+    """One attack at several radii on the same n images; points[0] is eps = 0, the clean accuracy."""
+
+    attack: str
+    norm: str
+    steps: int | None  # PGD's steps; None for the one-step FGSM and for AutoAttack's own schedule
+    n: int
+    points: list[RobustPoint]
+
+    @property
+    def label(self) -> str:
+        """'pgd-20', 'fgsm': how curves and tables name the attack."""
+        return f"{self.attack}-{self.steps}" if self.steps is not None else self.attack
+
+    def to_dict(self) -> dict[str, object]:
+        return {"attack": self.attack, "norm": self.norm, "steps": self.steps, "n": self.n,
+                "points": [p.to_dict() for p in self.points]}
 
 
 def check_attack(attack: str) -> str:
@@ -47,16 +68,6 @@ def parse_eps(text: str) -> list[float]:
     if not values:
         raise CnnlabError("--eps needs at least one value, like 0.02,0.05,0.1.")
     return [check_eps(v) for v in values]
-
-
-def check_model_takes(model: nn.Module, x: Tensor) -> None:
-    """One forward pass on two images, so a model/data mismatch is one sentence, not a traceback."""
-    try:
-        with torch.no_grad():
-            model(x[:2])
-    except RuntimeError as e:
-        shape = "x".join(map(str, x.shape[1:]))
-        raise CnnlabError(f"the model cannot take images of shape {shape}: {str(e).splitlines()[0]}") from None
 
 
 def attack_images(
@@ -86,7 +97,7 @@ def robust_accuracy(
     norm: str = "linf",
     batch_size: int = 500,
     seed: int = 0,
-) -> list[RobustPoint]:
+) -> Robustness:
     """Accuracy of `model` (put in eval mode) on x (N, C, H, W) in [0, 1], y (N,), under `attack`
     at each eps; the first point is eps = 0, the clean accuracy. Batches of `batch_size` images
     are attacked on the model's device. `seed` fixes the random starts."""
@@ -96,11 +107,9 @@ def robust_accuracy(
     radii = [check_eps(e, norm) for e in eps]
     check_batch(x, y)
     device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    check_model_takes(model, x.to(device))
+    check_model_fits(model, x.shape[1:])
     points = []
-    try:
+    with eval_mode(model):
         for e in [0.0, *sorted(set(radii) - {0.0})]:
             torch.manual_seed(seed)
             start, correct = time.perf_counter(), 0
@@ -110,6 +119,4 @@ def robust_accuracy(
                 with torch.no_grad():
                     correct += int((model(xa).argmax(1) == yb).sum())
             points.append(RobustPoint(e, correct / max(len(x), 1), len(x), time.perf_counter() - start))
-    finally:
-        model.train(was_training)
-    return points
+    return Robustness(attack, norm, steps if attack == "pgd" else None, len(x), points)

@@ -2,13 +2,12 @@
 
     cnnlab attack RUN --attack pgd --eps 0.02,0.05,0.1
 
-writes RUN/attack/<attack>-<norm>/{robustness.json, accuracy_vs_eps.png, examples.png}, which the
-report's Robustness section reads.
+writes RUN/attack/<attack>-<norm>/{robustness.json, accuracy_vs_eps.png, examples.png};
+`saved_results` reads the records back for the report's Robustness section and the model card.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,17 @@ from cnnlab.attack.figures import accuracy_vs_eps, adversarial_examples
 from cnnlab.attack.robustness import attack_images, check_attack, robust_accuracy
 from cnnlab.perturb.checks import check_eps
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text, slug
+from cnnlab.files import slug
 from cnnlab.run import Run
 
-RESULT = "robustness.json"
+FOLDER = "attack"
+RESULT = "robustness"  # RUN/attack/<attack>-<norm>/robustness.json
 
 
 def attack_dir(run: Run, attack: str, norm: str = "linf", data: str | None = None) -> Path:
     """RUN/attack/pgd-linf, or RUN/attack/pgd-linf-<data> for another dataset than the run's."""
     other = f"-{slug(data)}" if data and data != run.config.data else ""
-    return run.path / "attack" / f"{attack}-{norm}{other}"
+    return run.path / FOLDER / f"{attack}-{norm}{other}"
 
 
 def attack_run(
@@ -57,21 +57,20 @@ def attack_run(
     x, y = part.x[:n], part.y[:n]
     model = run.model.eval()
 
-    points = robust_accuracy(model, x, y, attack, radii, steps=steps, norm=norm, seed=seed)
-    label = f"{attack}-{steps}" if attack == "pgd" else attack
+    result = robust_accuracy(model, x, y, attack, radii, steps=steps, norm=norm, seed=seed)
     folder = attack_dir(run, attack, norm, dataset.name)
-    curve = accuracy_vs_eps({label: [(p.eps, p.accuracy) for p in points]}, folder / "accuracy_vs_eps.png",
+    curve = accuracy_vs_eps({result.label: [(p.eps, p.accuracy) for p in result.points]}, folder / "accuracy_vs_eps.png",
                             title=f"{run.name}: {len(x)} {split} images of {dataset.name}", norm=norm)
     picture = _lecture_picture(model, x, y, run.classes, attack, max(radii), steps, norm, examples, seed,
                                folder / "examples.png")
     record = {
-        "run": str(run.path), "attack": attack, "norm": norm, "steps": steps if attack == "pgd" else None,
-        "data": dataset.name, "split": split, "n": len(x), "seed": seed,
+        "run": str(run.path), "attack": result.attack, "norm": result.norm, "steps": result.steps,
+        "data": dataset.name, "split": split, "n": result.n, "seed": seed,
         "trained_adversarially": run.config.adversarial != "none",
-        "points": [p.to_dict() for p in points],
+        "points": [p.to_dict() for p in result.points],
         "files": {"curve": str(curve), "examples": str(picture)},
     }
-    atomic_write_text(folder / RESULT, json.dumps(record, indent=2) + "\n")
+    run.save_result(f"{FOLDER}/{folder.name}/{RESULT}", record)
     return record
 
 
@@ -90,5 +89,6 @@ def _lecture_picture(model, x, y, classes, attack, eps, steps, norm, k, seed, pa
 
 
 def saved_results(run: Run) -> list[dict[str, Any]]:
-    """Every attack record the run holds (for the report)."""
-    return [json.loads(f.read_text()) for f in sorted((run.path / "attack").glob(f"*/{RESULT}"))]
+    """Every attack record the run holds, in the order of their folders' names."""
+    folders = sorted(f.parent.name for f in (run.path / FOLDER).glob(f"*/{RESULT}.json"))
+    return [record for name in folders if (record := run.results(f"{FOLDER}/{name}/{RESULT}"))]

@@ -11,16 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import energy
+from cnnlab.audit.figures import accuracy_vs
 from cnnlab.audit.runs import read_audit, size_run
 from cnnlab.errors import CnnlabError
-from cnnlab.report.figures import _pyplot, _save
 from cnnlab.run import Run
 
 
 def compare_row(run: Run, remeasure: bool = False) -> dict[str, Any]:
-    size = None if remeasure else read_audit(run.path, "size")
+    size = None if remeasure else read_audit(run, "size")
     size = size or size_run(run)
-    test = next((m for m in reversed(run.metrics()) if m.get("event") == "test"), None)
+    test = run.test_result()
     if test is None:
         raise CnnlabError(f"{run.path} has no test result yet; finish it with `cnnlab train --resume {run.path}`.")
     trained = energy.total(run.path, "training")
@@ -39,28 +39,6 @@ def compare_row(run: Run, remeasure: bool = False) -> dict[str, Any]:
         "energy_uncertainty": trained["uncertainty"] if trained else "",
         "country": trained["country"] if trained else None,
     }
-
-
-def accuracy_vs(rows: list[dict[str, Any]], key: str, label: str, path: Path) -> Path:
-    """Test accuracy (y) against `key` (x, log scale), one labelled point per run."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    points = [r for r in rows if r.get(key)]
-    for r in points:
-        ax.scatter(r[key], r["test_acc"], s=40)
-        ax.annotate(f"{r['model']}\n{r['run']}", (r[key], r["test_acc"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel(label)
-    ax.set_ylabel("test accuracy")
-    missing = [r["run"] for r in rows if not r.get(key)]
-    title = f"accuracy vs {label.split(' (')[0]}" + (f"\n(not measured: {', '.join(missing)})" if missing else "")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.margins(y=0.2)  # room above the top point for its label
-    if points:  # room for the labels on the right of the last point
-        xs = [r[key] for r in points]
-        ax.set_xlim(min(xs) / 2, max(xs) * 4)
-    return _save(fig, path)
 
 
 def compare_runs(paths: list[Path], out: Path, remeasure: bool = False) -> dict[str, Any]:

@@ -43,6 +43,21 @@ class AttackResult:
         return asdict(self)
 
 
+@dataclass
+class Membership:
+    """Both attacks on the same members and non-members, and the losses they start from."""
+
+    members: int
+    nonmembers: int
+    member_loss_mean: float  # mean cross-entropy of the members
+    nonmember_loss_mean: float
+    calibration: str  # what said how hard each image is anyway
+    attacks: list[AttackResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def per_example_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """The loss of each image x (N, C, H, W) in [0, 1] with label y (N,), as a logit margin (N,):
     m = logsumexp_{j != y} z_j - z_y, and cross-entropy = softplus(m), an increasing function of m.
@@ -82,7 +97,7 @@ def attack_metrics(name: str, member_scores: Tensor, nonmember_scores: Tensor, f
 
 def membership_inference(
     model: nn.Module, members: tuple[Tensor, Tensor], nonmembers: tuple[Tensor, Tensor], reference: nn.Module | None = None
-) -> dict[str, Any]:
+) -> Membership:
     """Both attacks on (x, y) members and non-members; `reference` a model that saw neither."""
     loss_m, loss_n = per_example_loss(model, *members), per_example_loss(model, *nonmembers)
     if reference is not None:
@@ -95,11 +110,11 @@ def membership_inference(
         attack_metrics("loss threshold (Yeom et al. 2018)", -loss_m, -loss_n),
         attack_metrics("calibrated per example (Watson et al. 2022)", ref_m - loss_m, ref_n - loss_n),
     ]
-    return {
-        "members": len(loss_m),
-        "nonmembers": len(loss_n),
-        "member_loss_mean": float(F.softplus(loss_m).mean()),  # cross-entropy
-        "nonmember_loss_mean": float(F.softplus(loss_n).mean()),
-        "calibration": calibration,
-        "attacks": [a.to_dict() for a in attacks],
-    }
+    return Membership(
+        members=len(loss_m),
+        nonmembers=len(loss_n),
+        member_loss_mean=float(F.softplus(loss_m).mean()),  # cross-entropy = softplus(margin)
+        nonmember_loss_mean=float(F.softplus(loss_n).mean()),
+        calibration=calibration,
+        attacks=attacks,
+    )

@@ -4,38 +4,29 @@
     RUN/audit/privacy.json   membership inference               (`cnnlab audit privacy RUN`)
     RUN/audit/size.json      parameters, FLOPs, latency          (`cnnlab compare`, `cnnlab card`)
 
-The model card reads these files; it never recomputes them.
+`read_audit` reads them back for the report and the model card, which never recompute them.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab import energy
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text
 from cnnlab.run import WEIGHTS, Run
 
 AUDIT = "audit"
 
 
-def audit_file(run: Run, name: str) -> Path:
-    return run.path / AUDIT / f"{name}.json"
-
-
-def read_audit(run_path: Path, name: str) -> dict[str, Any] | None:
-    file = Path(run_path) / AUDIT / f"{name}.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+def read_audit(run: Run, name: str) -> dict[str, Any] | None:
+    """RUN/audit/<name>.json ('bias', 'privacy' or 'size'), or None if that audit never ran."""
+    return run.results(f"{AUDIT}/{name}")
 
 
 def _save(run: Run, name: str, doc: dict[str, Any]) -> dict[str, Any]:
-    file = audit_file(run, name)
-    file.parent.mkdir(exist_ok=True)
-    atomic_write_text(file, json.dumps(doc, indent=2) + "\n")
+    run.save_result(f"{AUDIT}/{name}", doc)
     return doc
 
 
@@ -70,10 +61,10 @@ def privacy_run(run: Run, n: int = 2000, reference: Run | None = None, seed: int
             run.model, (data.train.x[m], data.train.y[m]), (data.test.x[o], data.test.y[o]),
             reference.model if reference is not None else None,
         )
-    test = next((r for r in reversed(run.metrics()) if r.get("event") == "test"), {})
+    test = run.test_result() or {}
     epochs = [r for r in run.metrics() if r.get("event") == "epoch"]
     doc = {
-        **result,
+        **result.to_dict(),
         "reference": str(reference.path) if reference is not None else None,
         "train_acc": epochs[-1]["train_acc"] if epochs else None,
         "test_acc": test.get("test_acc"),
@@ -85,4 +76,5 @@ def privacy_run(run: Run, n: int = 2000, reference: Run | None = None, seed: int
 def size_run(run: Run) -> dict[str, Any]:
     from cnnlab.audit.size import measure_size
 
-    return _save(run, "size", {"model": run.config.model, **measure_size(run.model, run.input_shape, run.path / WEIGHTS)})
+    size = measure_size(run.model, run.input_shape, run.path / WEIGHTS)
+    return _save(run, "size", {"model": run.config.model, **size.to_dict()})

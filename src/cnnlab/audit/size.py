@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnlab.models import eval_mode
 from cnnlab.summary import summarize
 
 
 @torch.inference_mode()
 def timing(model: nn.Module, input_shape: tuple[int, int, int], batch: int, repeats: int) -> list[float]:
     """Seconds per forward pass of `batch` zero images, `repeats` times after 2 warm-up passes."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     x = torch.rand(batch, *input_shape, device=device)
     times = []
-    try:
+    with eval_mode(model):
         for i in range(repeats + 2):
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -38,23 +38,35 @@ def timing(model: nn.Module, input_shape: tuple[int, int, int], batch: int, repe
                 torch.cuda.synchronize()
             if i >= 2:
                 times.append(time.perf_counter() - start)
-    finally:
-        model.train(was_training)
     return times
 
 
+@dataclass
+class Size:
+    params: int  # learned parameters
+    flops_per_image: int  # forward pass, a multiply-add counts 2
+    weights_bytes: int | None  # the weights file, if one was given
+    latency_ms_batch1: float  # median of single-image forward passes
+    throughput_batch256: float  # images per second in batches of 256
+    device: str
+    threads: int  # torch's CPU threads when it was measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def measure_size(model: nn.Module, input_shape: tuple[int, int, int], weights_file: Path | None = None,
-                 latency_repeats: int = 50, throughput_repeats: int = 3) -> dict[str, Any]:
+                 latency_repeats: int = 50, throughput_repeats: int = 3) -> Size:
     """Size and speed of `model` on inputs (C, H, W)."""
     s = summarize(model, input_shape)
     one = timing(model, input_shape, 1, latency_repeats)
     many = timing(model, input_shape, 256, throughput_repeats)
-    return {
-        "params": s.params,
-        "flops_per_image": s.flops,
-        "weights_bytes": weights_file.stat().st_size if weights_file and weights_file.is_file() else None,
-        "latency_ms_batch1": 1000 * statistics.median(one),
-        "throughput_batch256": 256 / statistics.median(many),
-        "device": str(next(model.parameters()).device),
-        "threads": torch.get_num_threads(),
-    }
+    return Size(
+        params=s.params,
+        flops_per_image=s.flops,
+        weights_bytes=weights_file.stat().st_size if weights_file and weights_file.is_file() else None,
+        latency_ms_batch1=1000 * statistics.median(one),
+        throughput_batch256=256 / statistics.median(many),
+        device=str(next(model.parameters()).device),
+        threads=torch.get_num_threads(),
+    )

@@ -10,7 +10,6 @@ any code in it, so cnnlab never reads those.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from torch import Tensor
 
 from cnnlab.data.dataset import Dataset, Split, stratified_split
 from cnnlab.data.download import cache_dir, download_files
-from cnnlab.data.registry import DataOptions, register_dataset
+from cnnlab.data.registry import DataOptions, register_dataset, search_dirs
 from cnnlab.errors import CnnlabError
 
 FOLDER = "cifar-10-batches-bin"
@@ -61,10 +60,10 @@ def cifar10(arg: str | None, opts: DataOptions) -> Dataset:
 
 
 def _find_or_download(opts: DataOptions) -> Path:
-    env = os.environ.get("CNNLAB_DATA")
-    bases = [b for b in (opts.data_dir, Path(env).expanduser() if env else None) if b]
-    bases = [d for b in bases for d in (b, b / "cifar10")] + [cache_dir() / "cifar10"]
-    for base in dict.fromkeys(bases):
+    """The folder of the binary batches: in --data-dir alone when it is given (no other copy may
+    stand in for it), else in $CNNLAB_DATA or the download cache; downloaded if absent."""
+    bases = search_dirs("cifar10", opts)
+    for base in bases:
         for folder in (base / FOLDER, base):  # the unpacked archive, or --data-dir pointing into it
             if all((folder / f).is_file() for f in (*TRAIN_FILES, TEST_FILE)):
                 return folder

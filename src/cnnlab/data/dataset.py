@@ -53,11 +53,16 @@ class Dataset:
     licence: str = "unknown"
     meta: dict[str, str] = field(default_factory=dict)  # anything else worth recording
     task: str = "classify"  # what the targets are for: a name in cnnlab.tasks
+    other_tasks: tuple[str, ...] = ()  # further tasks the same targets serve (shapes: segment and detect)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         c, h, w = self.train.x.shape[1:]
         return int(c), int(h), int(w)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return (self.task, *self.other_tasks)
 
     @property
     def num_classes(self) -> int:

@@ -4,15 +4,15 @@ MNIST: LeCun, Bottou, Bengio & Haffner 1998, "Gradient-based learning applied to
 recognition". Fashion-MNIST: Xiao, Rasul & Vollgraf 2017, "Fashion-MNIST: a novel image dataset
 for benchmarking machine learning algorithms" (arXiv:1708.07747), a drop-in with the same files.
 
-The four IDX files (gzipped or not) are looked for, in order, in --data-dir, $CNNLAB_DATA, the
-system folders (Debian's `dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist)
-and the download cache; in each folder and in its `<name>` sub-folder. Only then are they
-downloaded from torchvision's mirrors. Validation is carved from the training files; test is t10k.
+The four IDX files (gzipped or not) are looked for in --data-dir alone when it is given;
+otherwise, in order, in $CNNLAB_DATA, the system folders (Debian's `dataset-fashion-mnist` puts
+them in /usr/share/datasets/fashion-mnist) and the download cache; in each folder and in its
+`<name>` sub-folder. Only then are they downloaded from torchvision's mirrors (into --data-dir
+when given). Validation is carved from the training files; test is t10k.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from torch import Tensor
 from cnnlab.data.dataset import Dataset, Split, stratified_split
 from cnnlab.data.download import cache_dir, download_files
 from cnnlab.data.idx import read_idx
-from cnnlab.data.registry import DataOptions, register_dataset
+from cnnlab.data.registry import DataOptions, register_dataset, search_dirs
 from cnnlab.errors import CnnlabError
 
 FILES = (
@@ -93,28 +93,24 @@ def _load(family: _Family, opts: DataOptions) -> Dataset:
 
 
 def _find_or_download(family: _Family, opts: DataOptions) -> list[Path]:
-    for folder in _search_dirs(family.name, opts):
+    for folder in search_dirs(family.name, opts, SYSTEM_DIRS):
         paths = _files_in(folder)
         if paths:
             return paths
     import torchvision.datasets
 
     upstream = getattr(torchvision.datasets, family.torchvision_class)
-    hint = f"put {', '.join(FILES[:3])} and {FILES[3]} in --data-dir or $CNNLAB_DATA"
-    if family.debian_package:
-        hint = f"install it with `apt-get install {family.debian_package}`, or {hint}"
+    files = f"{', '.join(FILES[:3])} and {FILES[3]}"
+    if opts.data_dir:  # the only place looked in
+        hint = f"put {files} in {opts.data_dir} (--data-dir) or its {family.name} folder"
+    else:
+        hint = f"put {files} in --data-dir or $CNNLAB_DATA"
+        if family.debian_package:
+            hint = f"install it with `apt-get install {family.debian_package}`, or {hint}"
     root = download_files(
         family.name, upstream.resources, upstream.mirrors, (opts.data_dir or cache_dir()) / family.name, hint, opts.download
     )
     return [root / f for f in FILES]
-
-
-def _search_dirs(name: str, opts: DataOptions) -> list[Path]:
-    env = os.environ.get("CNNLAB_DATA")
-    bases = [opts.data_dir, Path(env).expanduser() if env else None]
-    dirs = [d for base in bases if base for d in (base, base / name)]
-    dirs += [d / name for d in SYSTEM_DIRS] + [cache_dir() / name]
-    return list(dict.fromkeys(dirs))  # $CNNLAB_DATA is also the cache: look once
 
 
 def _files_in(folder: Path) -> list[Path] | None:

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data.dataset import Dataset
+from cnnlab.data.download import cache_dir
 from cnnlab.errors import CnnlabError, unknown_name
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    data_dir: Path | None = None  # where to look for (and download) files first
+    data_dir: Path | None = None  # an existing folder: the only place looked in (and downloaded to)
     val_fraction: float = 0.1  # share of the training data held out for validation
     image_size: int | None = None  # imagefolder: resize to this side (default: see its loader)
     on_corrupt: str = "skip"  # imagefolder: 'skip' (report by name) or 'error'
@@ -25,6 +26,18 @@ class DataOptions:
 
 
 Loader = Callable[[str | None, DataOptions], Dataset]
+
+
+def search_dirs(name: str, opts: DataOptions, system: tuple[Path, ...] = ()) -> list[Path]:
+    """Where a loader looks for dataset `name`'s files, in order: --data-dir and its `name`
+    sub-folder alone when it is given (no other copy may stand in for it); else $CNNLAB_DATA and
+    its sub-folder, then `name` in each `system` folder and in the download cache."""
+    if opts.data_dir:
+        return [opts.data_dir, opts.data_dir / name]
+    env = os.environ.get("CNNLAB_DATA")
+    dirs = [Path(env).expanduser(), Path(env).expanduser() / name] if env else []
+    dirs += [d / name for d in system] + [cache_dir() / name]
+    return list(dict.fromkeys(dirs))  # $CNNLAB_DATA is also the cache: look once
 
 
 @dataclass(frozen=True)
@@ -47,7 +60,7 @@ def register_dataset(name: str, description: str, takes_arg: bool = False) -> Ca
 
 
 def _load_families() -> None:
-    from cnnlab.data import cifar, digits, imagefolder, mnist, tinted  # noqa: F401
+    from cnnlab.data import cifar, coco, digits, imagefolder, mnist, shapes, tinted  # noqa: F401
 
 
 def dataset_entries() -> list[DatasetEntry]:
@@ -65,7 +78,9 @@ def load_data(
 ) -> Dataset:
     """Load a dataset by name into memory (train / val / test splits, pixels in [0, 1]).
 
-    `download=None` downloads when needed unless the environment says CNNLAB_OFFLINE=1.
+    `data_dir`, when given, must exist and is the only place a loader looks for the files (and
+    downloads them to): no other copy is read in its stead. `download=None` downloads when
+    needed unless the environment says CNNLAB_OFFLINE=1.
     """
     _load_families()
     base, _, arg = name.partition(":")
@@ -80,8 +95,12 @@ def load_data(
         raise CnnlabError(f"val_fraction must be in [0, 1), got {val_fraction}.")
     if on_corrupt not in ("skip", "error"):
         raise CnnlabError(f"on_corrupt must be 'skip' or 'error', got '{on_corrupt}'.")
+    folder = Path(data_dir).expanduser() if data_dir else None
+    if folder is not None and not folder.is_dir():  # a typo must not quietly read another copy
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise CnnlabError(f"data folder {folder} {problem}; create it, or drop --data-dir to use the usual places.")
     opts = DataOptions(
-        data_dir=Path(data_dir).expanduser() if data_dir else None,
+        data_dir=folder,
         val_fraction=val_fraction,
         image_size=image_size,
         on_corrupt=on_corrupt,

@@ -16,10 +16,7 @@ import torch
 
 from cnnlab.attack.backdoor import add_trigger, attack_success_rate, poisoned_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text
-
-RESULT = "backdoor.json"
-
+from cnnlab.experiments import folder
 
 def parse_rates(text: str) -> list[float]:
     """'0.005,0.01,0.05' -> [0.005, 0.01, 0.05], each a share of the training set in (0, 1)."""
@@ -43,23 +40,24 @@ def backdoor_experiment(
     seed: int = 0,
     quiet: bool = False,
     batch_size: int = 128,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train `model` on clean `data` and on each poisoning rate (same seed, same epochs); return
-    and save (out/backdoor.json, out/examples.png) clean accuracy and attack success per rate."""
+    and save (out/experiment.json, out/examples.png) clean accuracy and attack success per rate."""
     from cnnlab.data import load_data
     from cnnlab.training import TrainConfig, train
 
     clean = load_data(data)
     if not 0 <= target < clean.num_classes:
         raise CnnlabError(f"--target must be a class index from 0 to {clean.num_classes - 1} of {data}, got {target}.")
-    out = Path(out)
+    out = folder.claim(out, "backdoor", overwrite)
     config = TrainConfig(model=model, data=data, epochs=epochs, seed=seed, batch_size=batch_size)
     rows = []
     runs = {}
     for rate in [0.0, *rates]:
         start = time.perf_counter()
         dataset = clean if rate == 0 else poisoned_dataset(clean, rate, target, seed)
-        run = train(config, data=dataset, out=out / f"rate-{rate:g}", overwrite=True, quiet=quiet)
+        run = train(config, data=dataset, out=out / f"rate-{rate:g}", quiet=quiet)
         rows.append({
             "rate": rate,
             "poisoned_images": round(rate * len(clean.train)) if rate else 0,
@@ -73,7 +71,7 @@ def backdoor_experiment(
     record = {"data": data, "model": model, "epochs": epochs, "batch_size": batch_size, "seed": seed, "target": target,
               "target_class": clean.classes[target], "trigger": "4x4 checkerboard, bottom-right corner",
               "rows": rows, "files": {"examples": str(figure)}}
-    atomic_write_text(out / RESULT, json.dumps(record, indent=2) + "\n")
+    folder.save(out, "backdoor", record)
     return record
 
 

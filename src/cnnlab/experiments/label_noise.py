@@ -12,7 +12,6 @@ one checkpoint per epoch, each weighted by that epoch's mean learning rate.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,9 +22,9 @@ from torch import Tensor
 
 from cnnlab.data import Dataset, Split, load_data
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.attribute import eval_mode
+from cnnlab.explain import runs as explain_runs
 from cnnlab.explain.tracin import kept_checkpoints, self_influence
-from cnnlab.files import atomic_write_text
+from cnnlab.models import eval_mode
 
 
 def flip_labels(y: Tensor, share: float, num_classes: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -78,6 +77,7 @@ def per_example_loss(model: torch.nn.Module, x: Tensor, y: Tensor, batch_size: i
 def label_noise(
     data: str | Dataset = "fashion-mnist", flip: float = 0.05, *, model: str = "lenet5", epochs: int = 3,
     batch_size: int = 128, seed: int = 0, out: str | Path = "runs/label-noise", quiet: bool = True,
+    overwrite: bool = False,
 ) -> LabelNoiseResult:
     """Flip `flip` of the training labels (seeded), train `model` keeping one checkpoint per
     epoch, rank the training images by TracIn self-influence and by loss, and score both.
@@ -91,7 +91,7 @@ def label_noise(
         model=model, data=dataset.name, epochs=epochs, batch_size=batch_size, seed=seed, keep_checkpoints=True
     )
     start = time.perf_counter()
-    run = train(config, data=noisy, out=out, overwrite=True, quiet=quiet)
+    run = train(config, data=noisy, out=out, overwrite=overwrite, quiet=quiet)  # experiments/folder.py: the one rule
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -101,14 +101,12 @@ def label_noise(
     scores = self_influence(run.model, checkpoints, x, y)
     rank_seconds = time.perf_counter() - start
     k = len(flipped)
-    test = next(m for m in reversed(run.metrics()) if m.get("event") == "test")
+    test = run.test_result()
     result = LabelNoiseResult(
         data=dataset.name, model=model, epochs=epochs, train_images=len(y), flipped=k, base_rate=k / len(y),
         precision_tracin=precision_at(scores, flipped, k), precision_loss=precision_at(loss, flipped, k),
         checkpoints=len(checkpoints), test_acc=test["test_acc"], train_seconds=train_seconds,
         rank_seconds=rank_seconds, run=str(run.path),
     )
-    folder = run.path / "explain"
-    folder.mkdir(exist_ok=True)
-    atomic_write_text(folder / "label-noise.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    explain_runs.save(run, "label-noise", result.to_dict())
     return result

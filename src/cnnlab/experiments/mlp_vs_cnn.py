@@ -12,7 +12,8 @@ The lecture's two complaints about the multilayer perceptron on images:
    hidden width): C*H*W*hidden + hidden, against a conv layer's k*k*C_in*C_out + C_out.
 
 `mlp_vs_cnn` trains four runs through `cnnlab.train` (MLP and CNN, on original and on
-permuted pixels), with the same seed and hyperparameters, and records the test accuracies.
+permuted pixels), with the same seed and hyperparameters, and records the test accuracies in
+OUT/experiment.json, which each run's report shows (`cnnlab.inside.runs.mlp_vs_cnn_record`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from cnnlab.data import Dataset
 from cnnlab.data.dataset import Split
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text
-
-EXPERIMENT = "experiment.json"
+from cnnlab.experiments import folder
 
 
 def fixed_permutation(num_pixels: int, seed: int) -> Tensor:
@@ -57,28 +57,21 @@ def permuted_dataset(data: Dataset, perm: Tensor) -> Dataset:
     return replace(data, train=split(data.train), val=split(data.val), test=split(data.test), meta=meta)
 
 
-def _first(model: nn.Module, kind: type[nn.Module]) -> nn.Module:
-    layer = next((m for m in model.modules() if isinstance(m, kind)), None)
-    if layer is None:
-        raise CnnlabError(f"the model has no {kind.__name__} layer to compare; choose another --mlp or --cnn.")
-    return layer
-
-
 def parameter_comparison(input_shape: tuple[int, int, int], num_classes: int, mlp: str = "mlp",
                          cnn: str = "lenet5") -> list[dict[str, Any]]:
     """First layer and whole-model parameter counts of an MLP and a CNN for the same images.
 
     Each row has the formula with the numbers filled in, checked against the built layer.
     """
-    from cnnlab.models import build_model, count_parameters
+    from cnnlab.models import build_model, count_parameters, first_layer
 
     c, h, w = input_shape
     rows = []
     with torch.device("meta"):  # counts only: no memory for the weights
         mlp_model = build_model(mlp, input_shape, num_classes)
         cnn_model = build_model(cnn, input_shape, num_classes)
-    linear = _first(mlp_model, nn.Linear)
-    conv = _first(cnn_model, nn.Conv2d)
+    _, linear = first_layer(mlp_model, nn.Linear, hint=" to compare; choose another --mlp")
+    _, conv = first_layer(cnn_model, nn.Conv2d, hint=" to compare; choose another --cnn")
     assert isinstance(linear, nn.Linear) and isinstance(conv, nn.Conv2d)
     n_in, hidden = linear.in_features, linear.out_features
     k1, k2 = conv.kernel_size
@@ -115,15 +108,11 @@ def mlp_vs_cnn(
     drawn from `seed`. Returns the record also written to experiment.json.
     """
     from cnnlab.inside import figures
-    from cnnlab.report import write_report
-    from cnnlab.run import Run
     from cnnlab.training import TrainConfig, train
 
     if epochs < 1:
         raise CnnlabError("--epochs must be at least 1.")
-    out = Path(out)
-    if (out / EXPERIMENT).is_file() and not overwrite:
-        raise CnnlabError(f"{out} already holds an mlp-vs-cnn experiment; choose another --out or add --overwrite.")
+    out = folder.claim(out, "mlp-vs-cnn", overwrite)
     c, h, w = data.input_shape
     perm = fixed_permutation(h * w, seed)
     datasets = {"original": data, "permuted": permuted_dataset(data, perm)}
@@ -137,9 +126,8 @@ def mlp_vs_cnn(
             name = model if pixels == "original" else f"{model}-permuted"
             if not quiet:
                 print(f"training {name} on {data.name} ({epochs} epochs)", flush=True)
-            run = train(config, model=model, data=dataset, out=out / name, overwrite=overwrite, quiet=quiet)
-            test = next(m for m in reversed(run.metrics()) if m.get("event") == "test")
-            accuracy[model][pixels] = test["test_acc"]
+            run = train(config, model=model, data=dataset, out=out / name, quiet=quiet)
+            accuracy[model][pixels] = run.test_result()["test_acc"]
             runs[name] = str(run.path)
         accuracy[model]["change_points"] = 100 * (accuracy[model]["permuted"] - accuracy[model]["original"])
 
@@ -149,7 +137,6 @@ def mlp_vs_cnn(
         "accuracy": str(figures.accuracy_figure(accuracy, out / "figures" / "accuracy.png")),
     }
     record = {
-        "experiment": "mlp-vs-cnn",
         "data": data.name,
         "input_shape": [c, h, w],
         "train_images": len(data.train),
@@ -166,19 +153,6 @@ def mlp_vs_cnn(
         "runs": runs,
         "files": files,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / EXPERIMENT, json.dumps(record, indent=2) + "\n")
-    for path in runs.values():  # each run's report shows the experiment (cnnlab.inside.report)
-        write_report(Run.load(path))
-    return record
+    folder.save(out, "mlp-vs-cnn", record)
+    return {"experiment": "mlp-vs-cnn", **record}
 
-
-def experiment_of(run_path: Path) -> dict[str, Any] | None:
-    """The mlp-vs-cnn record a run belongs to, if it was trained by `mlp_vs_cnn`."""
-    file = Path(run_path).parent / EXPERIMENT
-    if not file.is_file():
-        return None
-    record = json.loads(file.read_text())
-    if record.get("experiment") != "mlp-vs-cnn" or Path(run_path).name not in {Path(p).name for p in record["runs"].values()}:
-        return None
-    return record

@@ -4,6 +4,5 @@
 from __future__ import annotations
 
 from cnnlab.explain.attribute import METHODS, attribute
-from cnnlab.explain.hooks import find_layer, watch
 
-__all__ = ["METHODS", "attribute", "find_layer", "watch"]
+__all__ = ["METHODS", "attribute"]

@@ -17,14 +17,12 @@ Captum computes saliency, integrated gradients and occlusion; Grad-CAM is ours (
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError, unknown_name
 from cnnlab.explain.gradcam import gradcam
+from cnnlab.models import eval_mode
 
 METHODS = ("saliency", "integrated-gradients", "gradcam", "occlusion")
 # Captum's default. Measured completeness error |sum(a) - (f(x) - f(0))| / |f(x) - f(0)| on 32
@@ -63,18 +61,6 @@ def attribute(
         result = _METHOD[method](model, x, target, layer)
     result = result.detach().expand_as(x).contiguous()
     return result[0] if single else result
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Explain the model as it predicts (BatchNorm statistics fixed, no dropout), then put
-    it back in the mode it was in."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _targets(model: nn.Module, x: Tensor, target: int | Tensor | None) -> Tensor:

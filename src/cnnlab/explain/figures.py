@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cnnlab.report.figures import _pyplot, _save
+from cnnlab.report.figures import pyplot, save_figure
 
 
 def heat(attribution: Tensor) -> Tensor:
@@ -36,7 +36,7 @@ def attribution_grid(
 ) -> Path:
     """One row per image: the image (titled, e.g. 'ankle boot 0.97'), then each method's
     heatmap over a faded copy of it. images: (N, C, H, W) in [0, 1]; maps: method -> (N, C, H, W)."""
-    plt = _pyplot()
+    plt = pyplot()
     n, cols = len(images), 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.0 * n + 0.3), squeeze=False)
     for i in range(n):
@@ -51,7 +51,7 @@ def attribution_grid(
             if i == 0:
                 ax.set_title(method, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def influence_grid(
@@ -59,7 +59,7 @@ def influence_grid(
 ) -> Path:
     """The explained image, then one row per group ('proponents', 'opponents') of training
     images with their label and influence score."""
-    plt = _pyplot()
+    plt = pyplot()
     k = max(len(imgs) for imgs, _ in rows.values())
     fig, axes = plt.subplots(1 + len(rows), max(k, 1), figsize=(1.5 * max(k, 1), 1.75 * (1 + len(rows))), squeeze=False)
     for ax in axes.flat:
@@ -74,12 +74,12 @@ def influence_grid(
             axes[r, j].set_title(label, fontsize=7)
         axes[r, 0].set_ylabel(group, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def deletion_curves(curves: dict[str, Tensor], path: Path) -> Path:
     """Probability of the predicted class (mean over images) vs share of pixels deleted."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
     for method, curve in curves.items():
         frac = torch.linspace(0, 1, len(curve))
@@ -89,12 +89,12 @@ def deletion_curves(curves: dict[str, Tensor], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_row(images: Tensor, labels: list[str], path: Path, per_row: int = 8) -> Path:
     """Images (N, C, H, W) in rows of `per_row`, each titled with its label."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     rows = max(1, -(-n // per_row))
     fig, axes = plt.subplots(rows, per_row, figsize=(1.5 * per_row, 1.8 * rows), squeeze=False)
@@ -105,4 +105,4 @@ def image_row(images: Tensor, labels: list[str], path: Path, per_row: int = 8) -
         ax.axis("on")
         ax.set_title(label, fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

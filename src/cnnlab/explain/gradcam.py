@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.explain.hooks import watch
+from cnnlab.errors import CnnlabError
+from cnnlab.models import find_layer, recording
 
 
 def gradcam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
@@ -21,9 +22,14 @@ def gradcam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = Non
 
     `layer`: a name from `model.named_modules()`; None = the last Conv2d. Our own hooks (not
     Captum's LayerGradCam) so that a wrong layer is an error that names it."""
-    with watch(model, layer) as seen:
+    name, module = find_layer(model, layer, hint=" to explain; name one with --layer (layer=...)")
+    with recording([(name, module)]) as seen:
         logits = model(x)  # (N, K)
-    maps = seen.output  # (N, K', h, w); still in the graph
+    maps = seen[name]  # (N, K', h, w); still in the graph
+    if not isinstance(maps, Tensor) or not maps.requires_grad:
+        raise CnnlabError(
+            f"layer '{name}' gives no gradient (its output is detached or not a tensor); choose another layer."
+        )
     score = logits.gather(1, target[:, None]).sum()
     (grads,) = torch.autograd.grad(score, maps)  # (N, K', h, w)
     alpha = grads.mean(dim=(2, 3), keepdim=True)  # (N, K', 1, 1)

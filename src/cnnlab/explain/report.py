@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import json
-
-from cnnlab.report.html import _img, _table
+from cnnlab.explain.runs import FOLDER, saved
+from cnnlab.report.html import img, table
 from cnnlab.run import Run
 
 
-def interpretability(run: Run) -> str | None:
-    folder = run.path / "explain"
+def section(run: Run) -> str | None:
+    folder = run.path / FOLDER
     if not folder.is_dir():
         return None
     parts = ["<h2>Interpretability</h2>"]
-    if (folder / "sanity.json").is_file():
-        s = json.loads((folder / "sanity.json").read_text())
+    if s := saved(run, "sanity"):
         rows = [[m["method"], f"{m['randomization_rho']:.3f}", "flagged" if m["randomization_flagged"] else "ok",
                  f"{m['deletion_auc']:.3f}", f"{s['random_auc']:.3f}"] for m in s["methods"]]
         parts += [
@@ -23,21 +21,20 @@ def interpretability(run: Run) -> str | None:
             "the trained model and of the same architecture re-initialised (Adebayo et al. 2018): high = the map "
             "does not depend on what was learned (flagged). Deletion AUC (Petsiuk et al. 2018): probability of the "
             "predicted class as pixels are set to 0 in the map's order; lower than random = faithful.</p>",
-            _table(["method", "rank corr. vs random model", "flag", "deletion AUC", "random AUC"], rows),
-            *(_img(folder / png, png) for png in ("deletion.png", "sanity-grid.png") if (folder / png).is_file()),
+            table(["method", "rank corr. vs random model", "flag", "deletion AUC", "random AUC"], rows),
+            *(img(folder / png, png) for png in ("deletion.png", "sanity-grid.png") if (folder / png).is_file()),
         ]
     if (folder / "attributions.png").is_file():
-        parts += ["<h3>Attributions</h3>", _img(folder / "attributions.png", "attribution grid")]
+        parts += ["<h3>Attributions</h3>", img(folder / "attributions.png", "attribution grid")]
     for png in sorted(folder.glob("influence-*.png")):
         parts += [f"<h3>Training images that support and oppose the prediction ({png.stem[10:]}, TracIn)</h3>",
-                  _img(png, png.stem)]
+                  img(png, png.stem)]
     if (folder / "self-influence.png").is_file():
-        parts += ["<h3>Highest self-influence: check these labels first</h3>", _img(folder / "self-influence.png", "self-influence")]
-    if (folder / "label-noise.json").is_file():
-        r = json.loads((folder / "label-noise.json").read_text())
+        parts += ["<h3>Highest self-influence: check these labels first</h3>", img(folder / "self-influence.png", "self-influence")]
+    if r := saved(run, "label-noise"):
         rows = [["TracIn self-influence", f"{r['precision_tracin']:.3f}"], ["per-example loss", f"{r['precision_loss']:.3f}"],
                 ["random (base rate)", f"{r['base_rate']:.3f}"]]
         parts += [f"<h3>Label-noise experiment</h3><p>{r['flipped']} of {r['train_images']} training labels flipped; "
                   f"share of flipped labels among the top {r['flipped']} of each ranking:</p>",
-                  _table(["ranking", "precision"], rows)]
+                  table(["ranking", "precision"], rows)]
     return "".join(parts) if len(parts) > 1 else None

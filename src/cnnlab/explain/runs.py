@@ -1,11 +1,15 @@
 """The analyses of this package applied to a run: load what it needs, compute, write the
 files into RUN/explain/ (PNG figures, JSON numbers, safetensors arrays) and return a record
-that the CLI prints and the report reads back.
+that the CLI prints; `saved` and `saved_files` read them back for the report and the card.
+
+    RUN/explain/sanity.json           randomization and deletion checks  (`cnnlab explain --sanity`)
+    RUN/explain/influence-IMG.json    TracIn proponents and opponents    (`cnnlab influence --image`)
+    RUN/explain/self-influence.json   TracIn self-influence ranking      (`cnnlab influence --self`)
+    RUN/explain/label-noise.json      flipped labels found again         (`cnnlab experiment label-noise`)
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +19,10 @@ from torch import Tensor
 from cnnlab.errors import CnnlabError, unknown_name
 from cnnlab.explain import figures
 from cnnlab.explain.attribute import METHODS, attribute
-from cnnlab.explain.hooks import find_layer
 from cnnlab.explain.sanity import sanity_checks
 from cnnlab.explain.tracin import influence, kept_checkpoints, self_influence
-from cnnlab.files import atomic_write, atomic_write_text, slug
+from cnnlab.files import atomic_write, slug
+from cnnlab.models import find_layer
 from cnnlab.run import Run
 
 FOLDER = "explain"
@@ -28,6 +32,22 @@ def folder(run: Run) -> Path:
     path = run.path / FOLDER
     path.mkdir(exist_ok=True)
     return path
+
+
+def save(run: Run, name: str, record: dict[str, Any]) -> Path:
+    """Write `record` as RUN/explain/<name>.json; returns its path."""
+    return run.save_result(f"{FOLDER}/{name}", record)
+
+
+def saved(run: Run, name: str) -> dict[str, Any] | None:
+    """The record saved as RUN/explain/<name>.json ('sanity', 'label-noise', ...), or None."""
+    return run.results(f"{FOLDER}/{name}")
+
+
+def saved_files(run: Run) -> list[Path]:
+    """Every file the explanations left in RUN/explain/ (figures, records, arrays), sorted."""
+    where = run.path / FOLDER
+    return sorted(p for p in where.rglob("*") if p.is_file()) if where.is_dir() else []
 
 
 def parse_methods(text: str) -> list[str]:
@@ -122,8 +142,7 @@ def sanity_run(run: Run, n: int = 32, seed: int = 0, layer: str | None = None) -
     grid = {m: attribute(run.model, shown, None, m, layer=layer) for m in METHODS}
     files["grid"] = str(figures.attribution_grid(shown, grid, titles, where / "sanity-grid.png"))
     record = {"run": str(run.path), "n": len(x), "seed": seed, **sanity.to_dict(), "files": files}
-    atomic_write_text(where / "sanity.json", json.dumps(record, indent=2) + "\n")
-    files["json"] = str(where / "sanity.json")
+    files["json"] = str(save(run, "sanity", record))
     return record
 
 
@@ -150,8 +169,8 @@ def influence_run(run: Run, image: Path, k: int = 8) -> dict[str, Any]:
         "proponents": (train.x[top], [f"{r['label']}\n{r['influence']:+.3g}" for r in record["proponents"]]),
         "opponents": (train.x[bottom], [f"{r['label']}\n{r['influence']:+.3g}" for r in record["opponents"]]),
     }, folder(run) / f"{stem}.png")
-    record["files"] = {"grid": str(png), "json": str(folder(run) / f"{stem}.json")}
-    atomic_write_text(folder(run) / f"{stem}.json", json.dumps(record, indent=2) + "\n")
+    record["files"] = {"grid": str(png), "json": str(run.result_file(f"{FOLDER}/{stem}"))}
+    save(run, stem, record)
     return record
 
 
@@ -169,6 +188,5 @@ def self_influence_run(run: Run, k: int = 16) -> dict[str, Any]:
         "run": str(run.path), "checkpoints": [c.path.name for c in checkpoints], "train_images": len(scores),
         "median": float(scores.median()), "top": ranked, "files": {"grid": str(png)},
     }
-    atomic_write_text(folder(run) / "self-influence.json", json.dumps(record, indent=2) + "\n")
-    record["files"]["json"] = str(folder(run) / "self-influence.json")
+    record["files"]["json"] = str(save(run, "self-influence", record))
     return record

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from cnnlab.explain.attribute import METHODS, attribute, eval_mode
+from cnnlab.explain.attribute import METHODS, attribute
+from cnnlab.models import eval_mode
 
 FLAG_RHO = 0.5  # Adebayo et al. call maps at this similarity to a random model's "visually similar"
 DELETION_STEPS = 20  # 5% of the pixels per step

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.attribute import eval_mode
-from cnnlab.explain.hooks import watch_input
 from cnnlab.files import load_weights, read_weights
+from cnnlab.models import eval_mode, last_layer, recording
 
 
 @dataclass
@@ -75,17 +74,17 @@ class LastLayerGrads:
 def last_layer_grads(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> LastLayerGrads:
     """x: (N, C, H, W) pixels, y: (N,) labels -> the last Linear layer's gradient factors."""
     gs, hs = [], []
-    with torch.no_grad(), eval_mode(model), watch_input(model, None, nn.Linear) as seen:
+    name, linear = last_layer(model, nn.Linear, hint="; TracIn here needs a model ending in nn.Linear")
+    with torch.no_grad(), eval_mode(model), recording([(name, linear)], inputs=True) as seen:
         for i in range(0, len(x), batch_size):
             logits = model(x[i : i + batch_size])
-            h = seen.outputs.pop()
+            h = seen[name]  # (N, D): what the last linear layer read
             if h.shape[0] != logits.shape[0] or h.ndim != 2:
                 raise CnnlabError(
-                    f"layer '{seen.name}' is not the model's output layer; TracIn here needs a model ending in nn.Linear."
+                    f"layer '{name}' is not the model's output layer; TracIn here needs a model ending in nn.Linear."
                 )
             gs.append(logits.softmax(1) - F.one_hot(y[i : i + batch_size], logits.shape[1]).float())
             hs.append(h.float())
-    linear = dict(model.named_modules())[seen.name]
     return LastLayerGrads(torch.cat(gs), torch.cat(hs), linear.bias is not None)
 
 

@@ -4,5 +4,6 @@
 - `permutation.py`: MLP vs CNN, parameter counts and the fixed pixel-permutation test.
 - `pictures.py`: a trained run's first-layer filters and every conv layer's feature maps.
 - `figures.py`: their pictures (matplotlib, PNG).
+- `runs.py`: filters and feature maps of a trained run, saved in the run.
 - `report.py`: the report section that shows them.
 """

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.scratch.conv import window
 
 
 def _grid(text: str) -> np.ndarray:
@@ -113,15 +114,6 @@ def conv_map(image: np.ndarray, kernel: np.ndarray, bias: float, g: Geometry) ->
     return out
 
 
-def window(image: np.ndarray, kernel_hw: tuple[int, int], at: tuple[int, int], g: Geometry) -> np.ndarray:
-    """The padded input values (C, k1, k2) that output cell `at` reads."""
-    k1, k2 = kernel_hw
-    i, j = at
-    s, d = g.stride, g.dilation
-    xp = pad(image, g.padding)
-    return xp[:, s * i : s * i + d * (k1 - 1) + 1 : d, s * j : s * j + d * (k2 - 1) + 1 : d]
-
-
 def parse_at(text: str) -> tuple[int, int]:
     try:
         i, j = (int(v) for v in text.split(","))
@@ -145,7 +137,7 @@ def work_cell(image: np.ndarray, kernel: np.ndarray, bias: float, at: tuple[int,
             f"--at {i},{j} is outside the {ho}x{wo} output map; rows go from 0 to {ho - 1} and columns from 0 to {wo - 1}."
         )
     names = channels or tuple(f"channel {n}" for n in range(c))
-    win = window(image, (k1, k2), at, g)
+    win = window(pad(image, g.padding), (k1, k2), at, g.stride, g.dilation)  # (C, k1, k2)
     parts = []
     for name, w, k in zip(names, win, kernel):
         products = w * k

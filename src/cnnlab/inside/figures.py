@@ -10,7 +10,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from cnnlab.report.figures import _pyplot, _save
+from cnnlab.report.figures import pyplot, save_figure
 
 
 def _show(ax, img: Tensor, cmap: str = "gray", symmetric: bool = False) -> None:
@@ -31,7 +31,7 @@ def _show(ax, img: Tensor, cmap: str = "gray", symmetric: bool = False) -> None:
 
 def permutation_figure(original: Tensor, permuted: Tensor, path: Path) -> Path:
     """Top row the original images, bottom row the same images after the fixed permutation."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(original)
     fig, axes = plt.subplots(2, n, figsize=(1.3 * n, 3.0), squeeze=False)
     for j in range(n):
@@ -40,12 +40,12 @@ def permutation_figure(original: Tensor, permuted: Tensor, path: Path) -> Path:
     axes[0, 0].set_ylabel("original", fontsize=9)
     axes[1, 0].set_ylabel("permuted", fontsize=9)
     fig.suptitle("one fixed pixel permutation, the same for every image", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_figure(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
     """Test accuracy of each model on original and on permuted pixels, as grouped bars."""
-    plt = _pyplot()
+    plt = pyplot()
     models = list(accuracy)
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
     for k, (pixels, colour) in enumerate((("original", "#4477aa"), ("permuted", "#ee6677"))):
@@ -57,7 +57,7 @@ def accuracy_figure(accuracy: dict[str, dict[str, float]], path: Path) -> Path:
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_ylabel("test accuracy")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def filters_figure(weight: Tensor, title: str, path: Path, max_filters: int = 64) -> Path:
@@ -67,7 +67,7 @@ def filters_figure(weight: Tensor, title: str, path: Path, max_filters: int = 64
     kernels in a red-blue map centred on 0 (red positive, blue negative); for other channel
     counts each kernel shows its mean over the input channels.
     """
-    plt = _pyplot()
+    plt = pyplot()
     w = weight.detach().float().cpu()[:max_filters]
     if w.shape[1] == 3:
         lo = w.amin(dim=(1, 2, 3), keepdim=True)
@@ -86,12 +86,12 @@ def filters_figure(weight: Tensor, title: str, path: Path, max_filters: int = 64
         _show(ax, kernel, symmetric=kernel.shape[0] == 1)
         ax.set_title(str(i), fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def feature_maps_figure(image: Tensor, maps: Tensor, title: str, path: Path, max_maps: int = 32) -> Path:
     """The input image, then the layer's activations (C, H, W), one small map per channel."""
-    plt = _pyplot()
+    plt = pyplot()
     maps = maps.detach().float().cpu()[:max_maps]
     n = len(maps) + 1
     cols = min(n, 9)
@@ -107,12 +107,12 @@ def feature_maps_figure(image: Tensor, maps: Tensor, title: str, path: Path, max
         _show(ax, m.unsqueeze(0), cmap="viridis")
         ax.set_title(str(i), fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def convolved_figure(image: Tensor, result: Tensor, kernel: Tensor, path: Path) -> Path:
     """Input, kernel and output side by side (the picture `cnnlab conv --image` shows)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), gridspec_kw={"width_ratios": [4, 1.5, 4]})
     _show(axes[0], image)
     axes[0].set_title("input", fontsize=9)
@@ -122,7 +122,7 @@ def convolved_figure(image: Tensor, result: Tensor, kernel: Tensor, path: Path) 
         axes[1].text(j, i, f"{v:g}", ha="center", va="center", fontsize=7)
     _show(axes[2], result)
     axes[2].set_title("output", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _cells(kernel: Tensor):

@@ -9,57 +9,30 @@ RUN/inside/.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError
 from cnnlab.files import slug
+from cnnlab.models import eval_mode, first_layer, layers_of, recording
 
 INSIDE = "inside"
 FILTERS = "filters.png"
 FEATURE_MAPS = "feature-maps-"  # + image name: one folder per image
 
 
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    if not layers:
-        raise CnnlabError(
-            f"the model ({type(model).__name__}) has no convolution layer, so it has no filters or feature maps to show."
-        )
-    return layers
-
-
-@contextmanager
-def recording(layers: list[tuple[str, nn.Conv2d]]) -> Iterator[dict[str, Tensor]]:
-    """Forward hooks that copy each layer's output into the yielded dict; removed on exit.
-
-    A copy, because the ReLU after a conv may work in place and would overwrite the output.
-    """
-    maps: dict[str, Tensor] = {}
-    handles = [m.register_forward_hook(lambda mod, inp, out, name=name: maps.__setitem__(name, out.detach().clone()))
-               for name, m in layers]
-    try:
-        yield maps
-    finally:
-        for h in handles:
-            h.remove()
+NO_CONV = ", so it has no filters or feature maps to show"
 
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, x: Tensor) -> dict[str, Tensor]:
-    """x: (C, H, W) pixels in [0, 1] -> {conv layer name: its output (C_out, H', W')}, in order."""
-    layers = conv_layers(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with recording(layers) as maps:
-            model(x.unsqueeze(0).to(next(model.parameters()).device))
-    finally:
-        model.train(was_training)
+    """x: (C, H, W) pixels in [0, 1] -> {conv layer name: its output (C_out, H', W')}, in order.
+
+    Copies of the outputs, recorded before the ReLU after a conv (which may work in place)."""
+    layers = layers_of(model, nn.Conv2d, hint=NO_CONV)
+    with eval_mode(model), recording(layers, copy=True) as maps:
+        model(x.unsqueeze(0).to(next(model.parameters()).device))
     return {name: maps[name][0].cpu() for name, _ in layers if name in maps}
 
 
@@ -67,7 +40,7 @@ def save_filters(model: nn.Module, folder: Path) -> tuple[Path, dict[str, object
     """The first conv layer's kernels as a grid PNG in `folder`; returns the path and what it shows."""
     from cnnlab.inside.figures import filters_figure
 
-    name, conv = conv_layers(model)[0]
+    name, conv = first_layer(model, nn.Conv2d, hint=NO_CONV)
     w = conv.weight.detach().cpu()
     k = "x".join(map(str, w.shape[2:]))
     path = filters_figure(w, f"{name}: {w.shape[0]} filters of {w.shape[1]}x{k}", Path(folder) / FILTERS)

@@ -14,10 +14,11 @@ layers with dropout. Two layouts share one class:
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import ModelSpec, register_model
+from cnnlab.models.shell import ConvShell
 
 # The ImageNet layout needs 63 px (63 -> conv1 15 -> pool 7 -> pool 3 -> pool 1); from 64 on
 # it is used, below the small layout.
@@ -26,22 +27,9 @@ IMAGENET_MIN_SIDE = 64
 SMALL_MIN_SIDE = 8
 
 
-class AlexNet(nn.Module):
-    """features (convolutions) -> avgpool to a fixed grid -> classifier (dropout + linears).
-
-    x: (N, C, H, W) -> logits (N, num_classes).
-    """
-
-    def __init__(self, features: nn.Sequential, grid: int, classifier: nn.Sequential) -> None:
-        super().__init__()
-        self.features = features
-        # A fixed grid before the classifier makes the linear layers independent of the image size.
-        self.avgpool = nn.AdaptiveAvgPool2d((grid, grid))
-        self.classifier = classifier
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+class AlexNet(ConvShell):
+    """features (five convolutions) -> avgpool to a fixed grid -> classifier (dropout + linears),
+    with PyTorch's default initialisation. x: (N, C, H, W) -> logits (N, num_classes)."""
 
 
 def _classifier(in_features: int, width: int, num_classes: int) -> nn.Sequential:

@@ -80,12 +80,12 @@ def register_model(
 
 
 # The order of the lecture: no hidden layer, hidden layers, then the CNNs by year.
-FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast", "fcn")
+FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast", "fcn", "yolo", "ssd")
 
 
 def _load_families() -> None:
     # Importing a family file runs its @register_model decorators.
-    from cnnlab.models import alexnet, fast, fcn, lenet, linear, resnet, vgg  # noqa: F401
+    from cnnlab.models import alexnet, fast, fcn, lenet, linear, resnet, ssd, vgg, yolo  # noqa: F401
 
 
 def model_entries() -> list[ModelEntry]:

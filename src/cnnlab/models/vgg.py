@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab.models.registry import ModelSpec, register_model
+from cnnlab.models.shell import ConvShell
 
 # The paper's table 1: output channels of each 3x3 convolution, "M" a 2x2 max-pool.
 CONFIGS: dict[str, list[int | str]] = {
@@ -31,18 +32,13 @@ CONFIGS: dict[str, list[int | str]] = {
 IMAGENET_MIN_SIDE = 64
 
 
-class VGG(nn.Module):
-    """features (3x3 convolutions and pools) -> avgpool to a fixed grid -> classifier.
-
-    x: (N, C, H, W) -> logits (N, num_classes).
+class VGG(ConvShell):
+    """features (3x3 convolutions and pools) -> avgpool to a fixed grid -> classifier, with He
+    initialisation. x: (N, C, H, W) -> logits (N, num_classes).
     """
 
     def __init__(self, features: nn.Sequential, grid: int, classifier: nn.Sequential) -> None:
-        super().__init__()
-        self.features = features
-        # A fixed grid before the classifier makes the linear layers independent of the image size.
-        self.avgpool = nn.AdaptiveAvgPool2d((grid, grid))
-        self.classifier = classifier
+        super().__init__(features, grid, classifier)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -58,10 +54,6 @@ class VGG(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
 
 
 def make_features(

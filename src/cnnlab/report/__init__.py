@@ -1,6 +1,20 @@
-"""The report of a run (report.html) and the files of an evaluation."""
+"""A small library for pages and pictures built from results; it knows nothing of runs or analyses.
 
+- `html.py`: `table`, `img`, `page` (one self-contained HTML file, figures inlined).
+- `blocks.py`: text written both as Markdown and as HTML (paragraphs and tables).
+- `figures.py`: `pyplot`, `save_figure`, and the generic figures (training curves, confusion
+  matrix, image grid).
+- `evaluation.py`: the files of a classification evaluation (JSON, confusion matrix, mistakes).
+
+The report of a run (report.html) and its model card are assembled in `cnnlab.publish`.
+"""
+
+from cnnlab.report.blocks import Block, blocks_html, blocks_markdown, table_block
 from cnnlab.report.evaluation import save_evaluation
-from cnnlab.report.html import SECTIONS, evaluation_dir, write_report
+from cnnlab.report.figures import confusion_matrix, image_grid, pyplot, save_figure, training_curves
+from cnnlab.report.html import img, page, table
 
-__all__ = ["SECTIONS", "evaluation_dir", "save_evaluation", "write_report"]
+__all__ = [
+    "Block", "blocks_html", "blocks_markdown", "confusion_matrix", "image_grid", "img", "page", "pyplot",
+    "save_evaluation", "save_figure", "table", "table_block", "training_curves",
+]

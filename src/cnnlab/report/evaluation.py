@@ -1,15 +1,20 @@
-"""Write an Evaluation to disk: evaluation.json, the confusion matrix and the misclassified grid."""
+"""An Evaluation on disk: evaluation.json, the confusion matrix and the misclassified grid.
+
+Only tensors and a folder: where a run keeps them is `cnnlab.publish.evaluation`'s business."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from cnnlab.tasks.classify import Evaluation
 from cnnlab.files import atomic_write_text
 from cnnlab.report import figures
+
+if TYPE_CHECKING:
+    from cnnlab.tasks.classify import Evaluation
 
 
 def save_evaluation(evaluation: Evaluation, x: Tensor, out: Path, max_examples: int = 24) -> dict[str, Path]:
@@ -29,3 +34,4 @@ def save_evaluation(evaluation: Evaluation, x: Tensor, out: Path, max_examples: 
         "confusion": figures.confusion_matrix(evaluation.confusion, classes, out / "confusion.png"),
         "misclassified": figures.image_grid(x[wrong], titles, out / "misclassified.png"),
     }
+

@@ -1,12 +1,18 @@
-"""The pictures of a run: training curves, confusion matrix, misclassified examples.
+"""Figures from plain data: training curves, a confusion matrix, a grid of images.
 
 Each function takes plain data, draws with matplotlib's Agg backend (no screen needed) and
-writes one PNG atomically.
+writes one PNG atomically with `save_figure`. Analyses draw their own pictures the same way:
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ...
+    return save_figure(fig, path)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
@@ -17,7 +23,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` to `path` as a PNG (atomically, making its folder) and close it."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -27,7 +34,8 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _pyplot():  # matplotlib is imported only when a figure is drawn: it costs ~0.5 s
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the Agg backend, imported only when a figure is drawn: it costs ~0.5 s."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +46,7 @@ def _pyplot():  # matplotlib is imported only when a figure is drawn: it costs ~
 
 def training_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
     """Loss and accuracy per epoch, train and validation, from metrics.jsonl records."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [m for m in metrics if m.get("event") == "epoch"]
     x = [m["epoch"] for m in epochs]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -50,12 +58,12 @@ def training_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("accuracy" if key == "acc" else "cross-entropy loss")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(confusion: Tensor, classes: list[str], path: Path) -> Path:
     """Rows = true class, columns = predicted; colour = share of the row, text = count."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(classes)
     share = confusion.double() / confusion.sum(1, keepdim=True).clamp_min(1)
     size = max(4.0, 0.45 * k + 2)
@@ -72,14 +80,14 @@ def confusion_matrix(confusion: Tensor, classes: list[str], path: Path) -> Path:
                 if n:
                     ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
                             color="white" if share[i, j] > 0.5 else "black")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(
     images: Tensor, titles: list[str], path: Path, columns: int = 8
 ) -> Path:
     """Images (N, C, H, W) in [0, 1] in a grid, each with its title."""
-    plt = _pyplot()
+    plt = pyplot()
     n = max(len(images), 1)
     rows = -(-n // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
@@ -92,4 +100,4 @@ def image_grid(
         else:
             ax.imshow(img.permute(1, 2, 0).numpy())
         ax.set_title(title, fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

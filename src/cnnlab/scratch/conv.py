@@ -5,6 +5,9 @@
 with xp the input zero-padded by p on each side, stride s, a k x k kernel, and
 H_out = (H + 2p - k) // s + 1 (LeCun et al. 1998; Goodfellow, Bengio & Courville 2016, ch. 9).
 
+`window` is the one hand-worked cell of cnnlab: the lecture's worked example (`cnnlab.inside.conv`)
+and the CNN explorer's cells (`cnnlab.serve.explorer`) read their windows with it too.
+
 Two implementations of the same layer, tested equal:
 
 - the *loop* version walks over the output cells: each cell is one window times the kernels,
@@ -16,8 +19,12 @@ Two implementations of the same layer, tested equal:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+Array = TypeVar("Array")  # a NumPy array, or a torch tensor (the explorer's): both slice alike
 
 
 def output_side(n: int, k: int, stride: int, padding: int) -> int:
@@ -26,6 +33,25 @@ def output_side(n: int, k: int, stride: int, padding: int) -> int:
 
 def pad(x: np.ndarray, p: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+
+
+def window(
+    xp: Array, kernel_hw: tuple[int, int], at: tuple[int, int],
+    stride: int | tuple[int, int] = 1, dilation: int | tuple[int, int] = 1,
+) -> Array:
+    """The values (..., kh, kw) of the zero-padded input xp (..., H + 2p, W + 2p) that output
+    cell at = (i, j) reads: rows s*i + d*a for a < kh, columns s*j + d*b for b < kw (stride s,
+    dilation d; Dumoulin & Visin 2016). The cell is sum(window * kernel) + bias.
+
+    A view, not a copy: adding into it adds into xp (the loop backward does).
+    """
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    (kh, kw), (i, j) = kernel_hw, at
+    return xp[..., sh * i : sh * i + dh * (kh - 1) + 1 : dh, sw * j : sw * j + dw * (kw - 1) + 1 : dw]
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 # -- loop version ---------------------------------------------------------------------------------
@@ -38,8 +64,8 @@ def conv2d_loop_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int
     out = np.empty((n, f, ho, wo), dtype=x.dtype)
     for i in range(ho):
         for j in range(wo):
-            window = xp[:, :, s * i : s * i + k, s * j : s * j + k]  # (N, C, k, k)
-            out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b  # (N, F)
+            cells = window(xp, (k, k), (i, j), s)  # (N, C, k, k)
+            out[:, :, i, j] = np.tensordot(cells, w, axes=([1, 2, 3], [1, 2, 3])) + b  # (N, F)
     return out
 
 
@@ -58,10 +84,10 @@ def conv2d_loop_backward(
     dw = np.zeros_like(w)
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
-            window = xp[:, :, s * i : s * i + k, s * j : s * j + k]  # (N, C, k, k)
+            cells = window(xp, (k, k), (i, j), s)  # (N, C, k, k)
             g = dout[:, :, i, j]  # (N, F)
-            dw += np.tensordot(g, window, axes=([0], [0]))  # (F, C, k, k)
-            dxp[:, :, s * i : s * i + k, s * j : s * j + k] += np.tensordot(g, w, axes=([1], [0]))  # (N, C, k, k)
+            dw += np.tensordot(g, cells, axes=([0], [0]))  # (F, C, k, k)
+            window(dxp, (k, k), (i, j), s)[...] += np.tensordot(g, w, axes=([1], [0]))  # (N, C, k, k)
     db = dout.sum(axis=(0, 2, 3))  # every cell adds b[f] once
     return dxp[:, :, p : p + h, p : p + wd], dw, db
 

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models import first_layer, recording
+from cnnlab.scratch.conv import window
 from cnnlab.summary import chosen
 
 MAX_MAPS = 16  # per layer: enough to see what a layer does; VGG's 512 would be megabytes of JSON
@@ -32,12 +34,9 @@ def _rounded(t: Tensor, digits: int = 4) -> list:
     return torch.round(t.double(), decimals=digits).tolist()
 
 
-def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+def first_conv(model: nn.Module) -> tuple[str, nn.Module]:
     """The model's first nn.Conv2d, in the order its modules are defined."""
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            return name, m
-    raise CnnlabError("this model has no convolution layer; the explorer works on CNNs (try lenet5).")
+    return first_layer(model, nn.Conv2d, hint="; the explorer works on CNNs (try lenet5)")
 
 
 @torch.no_grad()
@@ -49,13 +48,8 @@ def feature_maps(model: nn.Module, x: Tensor, max_maps: int = MAX_MAPS) -> dict[
     the convolution's output with its own.
     """
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-    outputs: dict[str, Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: outputs.__setitem__(n, out.detach().clone())) for n, m in leaves]
-    try:
+    with recording(leaves, copy=True) as outputs:
         probs = model(x).softmax(1)[0]
-    finally:
-        for h in hooks:
-            h.remove()
     conv_name, _ = first_conv(model)
     columns = [{"name": "input", "type": "input", "chosen": "", "shape": list(x.shape[1:]), "maps": _rounded(x[0, :max_maps])}]
     for name, m in leaves:
@@ -87,13 +81,13 @@ def conv_cell(
     if not (0 <= i < out_h and 0 <= j < out_w):
         raise CnnlabError(f"cell ({i}, {j}) is outside the {out_h}x{out_w} output; rows and columns start at 0.")
     padded = F.pad(x, (pw, pw, ph, ph))  # zeros around, as the lecture's padding 1
-    window = padded[:, i * sh: i * sh + dh * (kh - 1) + 1: dh, j * sw: j * sw + dw * (kw - 1) + 1: dw]  # (C, kh, kw)
-    products = window * weight
+    cells = window(padded, (kh, kw), (i, j), (sh, sw), (dh, dw))  # (C, kh, kw)
+    products = cells * weight
     sums = products.sum(dim=(1, 2))  # (C,)
     return {
         "cell": [i, j], "output_size": [out_h, out_w],
         "top_left": [i * sh - ph, j * sw - pw],  # where the window starts in the unpadded input (may be < 0)
-        "window": _rounded(window), "kernel": _rounded(weight), "products": _rounded(products),
+        "window": _rounded(cells), "kernel": _rounded(weight), "products": _rounded(products),
         "sums": _rounded(sums), "bias": round(float(bias), 4), "total": round(float(sums.sum()) + float(bias), 4),
     }
 
@@ -136,14 +130,11 @@ def model_cell(model: nn.Module, x: Tensor, channel: int, i: int, j: int) -> dic
         raise CnnlabError(f"{name} uses padding '{conv.padding}'/groups {conv.groups}; the explorer works out plain zero-padded convolutions only.")
     if not 0 <= channel < conv.out_channels:
         raise CnnlabError(f"{name} has output channels 0 to {conv.out_channels - 1}, not {channel}.")
-    seen: dict[str, Tensor] = {}
-    hook = conv.register_forward_hook(lambda m, inp, out: seen.update(input=inp[0].detach().clone(), output=out.detach().clone()))
-    try:
+    # copies: LeNet's in-place ReLU would otherwise overwrite the output with its own
+    with recording([(name, conv)], inputs=True, copy=True) as taken, recording([(name, conv)], copy=True) as given:
         model(x)
-    finally:
-        hook.remove()
     bias = float(conv.bias[channel]) if conv.bias is not None else 0.0
-    cell = conv_cell(seen["input"][0].double(), conv.weight[channel].double(), bias, i, j, conv.stride, conv.padding, conv.dilation)
+    cell = conv_cell(taken[name][0].double(), conv.weight[channel].double(), bias, i, j, conv.stride, conv.padding, conv.dilation)
     channels = ["R", "G", "B"] if conv.in_channels == 3 else [f"in {c}" for c in range(conv.in_channels)]
     return {**cell, "layer": name, "channel": channel, "channels": channels,
-            "conv2d": round(float(seen["output"][0, channel, i, j]), 4)}
+            "conv2d": round(float(given[name][0, channel, i, j]), 4)}

@@ -64,10 +64,10 @@ def model(request: Request, run: RunName = None) -> dict[str, Any]:
     r, lock = _run(request, run)
     with lock:
         summary = summarize(r.model, r.input_shape, r.config.model).to_dict()
-    test = [m["test_acc"] for m in r.metrics() if m.get("event") == "test"]
+    test = r.test_result()
     return {
         "run": r.name, "model": r.config.model, "data": r.config.data, "classes": r.classes,
-        "input_shape": list(r.input_shape), "summary": summary, "test_accuracy": test[-1] if test else None,
+        "input_shape": list(r.input_shape), "summary": summary, "test_accuracy": test["test_acc"] if test else None,
     }
 
 

@@ -2,8 +2,9 @@
 
     classify   a class per image (classify.py)
     segment    a class per pixel (segment.py)
+    detect     boxes with a class each (detect.py)
 """
 
-from cnnlab.tasks.base import Task, check_serves, get_task, register_task, task_names
+from cnnlab.tasks.base import Task, get_task, register_task, task_for, task_names
 
-__all__ = ["Task", "check_serves", "get_task", "register_task", "task_names"]
+__all__ = ["Task", "get_task", "register_task", "task_for", "task_names"]

@@ -39,6 +39,11 @@ class Task:
         self.classes = list(classes)
         self.label_smoothing = label_smoothing  # training loss only (Szegedy et al. 2016); scores use the plain loss
 
+    def bind(self, model: nn.Module) -> Task:
+        """Meet the model before use. Most tasks need nothing from it; a detector's loss and
+        decoding depend on its grid or anchors, so a detection task keeps the model's head."""
+        return self
+
     # -- learning ---------------------------------------------------------------------------
     def loss(self, outputs: Tensor, y: Target) -> Tensor:
         """Mean loss over the batch, differentiable."""
@@ -115,7 +120,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 def _load_tasks() -> None:
-    from cnnlab.tasks import classify, segment  # noqa: F401  (each registers its Task)
+    from cnnlab.tasks import classify, detect, segment  # noqa: F401  (each registers its Task)
 
 
 def task_names() -> list[str]:
@@ -130,11 +135,14 @@ def get_task(name: str, classes: list[str], label_smoothing: float = 0.0) -> Tas
     return _TASKS[name](classes, label_smoothing)
 
 
-def check_serves(model_name: str, model_tasks: tuple[str, ...], data_name: str, data_task: str) -> None:
-    """A model that cannot serve the dataset's task is one sentence naming both."""
-    if data_task not in model_tasks:
-        raise CnnlabError(
-            f"model {model_name} serves {' and '.join(model_tasks)} but dataset {data_name} is a {data_task} "
-            f"dataset; choose a {data_task} model (`cnnlab models`)."
-        )
+def task_for(model_name: str, model_tasks: tuple[str, ...], data: Dataset) -> str:
+    """The task a model learns on a dataset: the first of the model's tasks the dataset's
+    targets serve. A model that serves none of them is one sentence naming both."""
+    for task in model_tasks:
+        if task in data.tasks:
+            return task
+    raise CnnlabError(
+        f"model {model_name} serves {' and '.join(model_tasks)} but dataset {data.name} is for "
+        f"{' and '.join(data.tasks)}; choose a {data.task} model (`cnnlab models`)."
+    )
 

@@ -36,7 +36,7 @@ from cnnlab.tasks.classify import confusion_matrix
 if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
 
-PICTURED = 12  # test images shown in the pictures (image, true mask, predicted mask each)
+PICTURED = 12  # test images shown beside their true and predicted masks
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
 
@@ -96,7 +96,7 @@ class Segment(Task):
     def metrics(self, outputs: Tensor, y: Targets) -> dict[str, float]:
         """loss, miou, pixel_acc, class_acc, and per_class: {class: IoU}."""
         got = scores(pixel_confusion(outputs, y.get("mask")))
-        per_class = dict(zip(self.classes, got.pop("iou")))
+        per_class = dict(zip(self.classes, got.pop("iou"), strict=True))
         return {"loss": self.loss(outputs, y).item(), **got, "per_class": per_class}
 
     def decode(self, outputs: Tensor) -> Tensor:
@@ -115,33 +115,57 @@ class Segment(Task):
         """evaluation.json (the metrics), the pixel confusion matrix, and the first test images
         beside their true and predicted masks."""
         from cnnlab.report import confusion_matrix as draw_confusion
-        from cnnlab.report import image_grid
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         mask = split.y.get("mask")
-        shown = slice(0, PICTURED)
-        panels, titles = [], []
-        for x, true, predicted in zip(split.x[shown], mask[shown], self.decode(outputs[shown])):
-            panels += [x, overlay(x, true, len(self.classes)), overlay(x, predicted, len(self.classes))]
-            titles += ["image", "true", "predicted"]
         confusion = pixel_confusion(outputs, mask)
         results = {**self.metrics(outputs, split.y), "classes": self.classes, "confusion": confusion.tolist()}
         atomic_write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
+        shown = slice(0, PICTURED)
         return {
             "evaluation": out / "evaluation.json",
             "confusion": draw_confusion(confusion, self.classes, out / "confusion.png"),
-            "masks": image_grid(torch.stack(panels), titles, out / "masks.png", columns=6),
+            "masks": mask_grid(split.x[shown], mask[shown], self.decode(outputs[shown]), self.classes, out / "masks.png"),
         }
 
 
-def overlay(image: Tensor, mask: Tensor, num_classes: int, alpha: float = 0.55) -> Tensor:
-    """image (C, H, W) in [0, 1] with each non-background class of mask (H, W) painted over it
-    in its colour (class 0 and IGNORE pixels left as they are) -> (3, H, W) in [0, 1]."""
+def overlay(image: Tensor, mask: Tensor, num_classes: int, alpha: float = 0.7) -> Tensor:
+    """image (C, H, W) in [0, 1], in grey, with each non-background class of mask (H, W)
+    painted over it in its colour (class 0 and IGNORE pixels left grey) -> (3, H, W) in [0, 1].
+    Grey, so that an object's own colour is never mistaken for a class's."""
     from torchvision.utils import draw_segmentation_masks
 
-    rgb = (image.expand(3, -1, -1) * 255).round().to(torch.uint8)
+    grey = image.mean(0, keepdim=True).expand(3, -1, -1)
+    rgb = (grey * 255).round().to(torch.uint8)
     classes = range(1, num_classes)
     masks = torch.stack([mask == k for k in classes])
-    colours = [COLOURS[(k - 1) % len(COLOURS)] for k in classes]
-    return draw_segmentation_masks(rgb, masks, alpha=alpha, colors=colours).float() / 255
+    return draw_segmentation_masks(rgb, masks, alpha=alpha, colors=[_colour(k) for k in classes]).float() / 255
+
+
+def mask_grid(images: Tensor, true: Tensor, predicted: Tensor, classes: list[str], path: Path, pairs: int = 2) -> Path:
+    """Each image (N, C, H, W) beside its true and predicted masks (N, H, W), `pairs` images a
+    row, with a key of the class colours."""
+    from matplotlib.patches import Patch
+
+    from cnnlab.report import pyplot, save_figure
+
+    plt = pyplot()
+    rows = max(1, -(-len(images) // pairs))
+    fig, axes = plt.subplots(rows, 3 * pairs, figsize=(1.7 * 3 * pairs, 1.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (x, t, p) in enumerate(zip(images, true, predicted, strict=True)):
+        panels = (x.expand(3, -1, -1), overlay(x, t, len(classes)), overlay(x, p, len(classes)))
+        for j, (panel, title) in enumerate(zip(panels, ("image", "true", "predicted"), strict=True)):
+            ax = axes[i // pairs, 3 * (i % pairs) + j]
+            ax.imshow(panel.permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    key = [Patch(color=_colour(k), label=name) for k, name in enumerate(classes) if k > 0]
+    fig.legend(handles=key, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(key), fontsize=8, frameon=False)
+    return save_figure(fig, path)
+
+
+def _colour(k: int) -> str:
+    return COLOURS[(k - 1) % len(COLOURS)]

@@ -19,7 +19,7 @@ from cnnlab.models import build_model, check_model_fits
 from cnnlab.models.registry import get_entry
 from cnnlab.provenance import now, start_record
 from cnnlab.run import CHECKPOINT, Run
-from cnnlab.tasks import check_serves, get_task
+from cnnlab.tasks import get_task, task_for
 from cnnlab.training import distributed
 from cnnlab.training.checkpoint import load_state
 from cnnlab.training.fit import fit
@@ -74,16 +74,17 @@ def train(
     cfg = recipe_batch_size(cfg, len(data.train), given)
     torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed alone
     if model is None:
-        check_serves(cfg.model, get_entry(cfg.model).tasks, data.name, data.task)
+        task = task_for(cfg.model, get_entry(cfg.model).tasks, data)
         model = build_model(cfg.model, data.input_shape, data.num_classes, *data.stats())
     else:  # one sentence, not a traceback, when the user's module does not fit the data
+        task = data.task
         check_model_fits(model, data.input_shape, None, data.name)
-        get_task(data.task, data.classes).check_model(model, data)
+        get_task(task, data.classes).check_model(model, data)
     if cfg.dp:  # Opacus clips per sample: BatchNorm (which mixes a batch) becomes GroupNorm
         from cnnlab.models.private import dp_ready
 
         model = dp_ready(model)
-    provenance = start_record(data, cfg.seed)
+    provenance = {**start_record(data, cfg.seed), "task": task}
     if cfg.budget > 0 and "epochs" not in given:  # the epochs that fit what is left of the budget
         # rank 0 times the steps and every rank trains its plan (timing on all ranks at once would only slow each other)
         epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test)) if dist.is_main else (0, {})

@@ -103,8 +103,10 @@ def end_epoch(run: Run, parts: Parts, pos: Position, epoch_start: float, step_lr
     if main:
         run.log(record)
 
-    first_train = f"train_{parts.task.train_metrics[0]}"
-    score = record.get(f"val_{parts.task.score}", record[first_train])
+    # the best epoch by the task's score on validation; without a validation split, by the
+    # first training metric (or the lowest training loss, for a task that sums none)
+    metrics = parts.task.train_metrics
+    score = record.get(f"val_{parts.task.score}", record[f"train_{metrics[0]}"] if metrics else -record["train_loss"])
     pos = Position(epoch=pos.epoch + 1, step=pos.step, sums=[0.0] * len(pos.sums),
                    best_score=pos.best_score, best_epoch=pos.best_epoch)
     if main:

@@ -84,7 +84,7 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
     model = run.model.to(device, memory_format=fmt)
     dist = distributed.context()  # one process, or one rank of several (cnnlab.training.distributed)
     train, val, test = (split.to(device) for split in (data.train, data.val, data.test))  # pinned copies on CUDA
-    task = get_task(data.task, data.classes, cfg.label_smoothing)
+    task = get_task(run.task.name, data.classes, cfg.label_smoothing).bind(model)
 
     # BatchNorm cannot normalise a batch of one: no rank may get a slice of fewer than 2 images
     drop_last = 0 < len(train) % cfg.batch_size < 2 * dist.world_size
@@ -103,8 +103,8 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
         optimizer = private.optimizer
     augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
     ops = parse_augment(cfg.augment)
-    if cfg.adversarial != "none" and data.task != "classify":
-        raise CnnlabError(f"adversarial training attacks class scores; {data.name} is a {data.task} dataset.")
+    if cfg.adversarial != "none" and task.name != "classify":
+        raise CnnlabError(f"adversarial training attacks class scores; this run learns the {task.name} task.")
 
     def transform(x: Tensor, y: Target) -> tuple[Tensor, Target, Tensor | None]:
         groups = group_loss.groups(x, y) if group_loss is not None else None  # before augmentation

@@ -1,0 +1,33 @@
+"""The pictures of the audits: test accuracy against what a model costs, one point per run.
+
+Each takes plain rows and writes one PNG through `cnnlab.report.figures` (matplotlib, Agg).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.report.figures import pyplot, save_figure
+
+
+def accuracy_vs(rows: list[dict[str, Any]], key: str, label: str, path: Path) -> Path:
+    """Test accuracy (y) against `key` (x, log scale), one labelled point per run."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    points = [r for r in rows if r.get(key)]
+    for r in points:
+        ax.scatter(r[key], r["test_acc"], s=40)
+        ax.annotate(f"{r['model']}\n{r['run']}", (r[key], r["test_acc"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("test accuracy")
+    missing = [r["run"] for r in rows if not r.get(key)]
+    title = f"accuracy vs {label.split(' (')[0]}" + (f"\n(not measured: {', '.join(missing)})" if missing else "")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.margins(y=0.2)  # room above the top point for its label
+    if points:  # room for the labels on the right of the last point
+        xs = [r[key] for r in points]
+        ax.set_xlim(min(xs) / 2, max(xs) * 4)
+    return save_figure(fig, path)

@@ -1,0 +1,22 @@
+"""Arguments and options several commands share, and the parsing of their text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnnlab.errors import CnnlabError
+
+RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run directory.")]
+Weights = Annotated[str, typer.Option(help="model (last epoch) or best (best validation epoch).")]
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """'3x32x32' -> (3, 32, 32): an --input option's channels x height x width."""
+    try:
+        c, h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CnnlabError(f"--input must look like 3x32x32 (channels x height x width), got '{text}'.") from None
+    return c, h, w

@@ -1,0 +1,174 @@
+"""The analyses on every registered model that takes a small colour image: the layer summary
+and the feature maps on all of them, attributions and PGD on those that classify (both ask
+about a class per image). The registry drives them, as in timm's test_models.py.
+
+A model joins by registering. It is left out only by the rule `takes_small_input`, and each
+model the rule leaves out is written in NOT_TAKEN with the reason, so none drops out unseen.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import METHODS, attribute
+from cnnlab.inside.pictures import feature_maps
+from cnnlab.models import build_model, count_parameters, eval_mode, model_entries
+from cnnlab.models.registry import ModelEntry
+from cnnlab.perturb.pgd import pgd
+from cnnlab.summary import summarize
+
+INPUT, CLASSES = (3, 12, 12), 5  # colour, and the side LeNet-5 needs: ResNet-50 stays quick on a CPU
+NOT_TAKEN: dict[str, str] = {}  # model name -> why it cannot take INPUT (none today)
+
+
+def takes_small_input(entry: ModelEntry) -> bool:
+    """The rule: its builder accepts INPUT (lenet5 needs 12 px, alexnet 8, fcn 8)."""
+    try:
+        with torch.device("meta"):
+            build_model(entry.name, INPUT, CLASSES)
+    except CnnlabError:
+        return False
+    return True
+
+
+MODELS = [e.name for e in model_entries() if takes_small_input(e)]
+CLASSIFIERS = [e.name for e in model_entries() if e.name in MODELS and "classify" in e.tasks]
+
+
+@functools.cache
+def _model(name: str) -> nn.Module:
+    """One model per name for the whole file, in train mode: every test checks it leaves the
+    model as it found it (weights, BatchNorm statistics, mode, hooks, gradients).
+
+    BatchNorm keeps the statistics of a batch of images, as training would leave them: with
+    the initial ones (mean 0, variance 1) ResNet-56's activations grow through its 27 blocks
+    until, in eval mode, its logits are so far apart that the loss and its gradient are 0.
+    """
+    torch.manual_seed(0)
+    model = build_model(name, INPUT, CLASSES)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = None  # a plain average over the batches seen
+    with torch.no_grad():
+        model(_images(8))
+    for m in norms:
+        m.momentum = 0.1
+    return model
+
+
+def _images(n: int = 2) -> torch.Tensor:
+    return torch.rand(n, *INPUT, generator=torch.Generator().manual_seed(1))  # (n, C, H, W) in [0, 1]
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _left_alone(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    state = model.state_dict()
+    return (
+        model.training
+        and all(torch.equal(state[k], v) for k, v in before.items())
+        and all(p.grad is None for p in model.parameters())
+        and not any(m._forward_hooks for m in model.modules())
+    )
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def test_the_rule_leaves_out_only_the_models_written_down() -> None:
+    assert {e.name for e in model_entries()} - set(MODELS) == set(NOT_TAKEN)
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few integration steps and a few large occlusion patches: the methods' arithmetic is
+    model-independent; what each model adds is its forward and backward pass."""
+    module = importlib.import_module("cnnlab.explain.attribute")  # the module, not the function it exports
+    monkeypatch.setattr(module, "IG_STEPS", 4)
+    monkeypatch.setattr(module, "occlusion_window", lambda h, w: (6, 6))  # 4 patches on 12x12
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_attribute(name: str, method: str, quick: None) -> None:
+    model, x = _model(name), _images()
+    before = _state(model)
+    if method == "gradcam" and not _has_conv(model):
+        with pytest.raises(CnnlabError, match="has no convolution layer to explain"):
+            attribute(model, x, 1, method)
+        return
+    a = attribute(model, x, 1, method)
+    assert a.shape == x.shape and torch.isfinite(a).all()
+    if method == "saliency":  # |d y_1 / d x| of the model as it predicts
+        with eval_mode(model):
+            xg = x.clone().requires_grad_()
+            (grad,) = torch.autograd.grad(model(xg)[:, 1].sum(), xg)
+        torch.testing.assert_close(a, grad.abs())
+    elif method == "gradcam":
+        assert (a >= 0).all()  # ReLU of the weighted maps: only what speaks for the class
+    else:
+        assert a.abs().sum() > 0
+    assert _left_alone(model, before)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_pgd(name: str) -> None:
+    # Small enough that the loss is close to linear within the ball, even for an untrained
+    # ResNet-50 whose loss on these images already moves by 0.2 at a sign step of 1e-4: there
+    # a step of 8/255 overshoots the rise and PGD can end lower than it started.
+    model, x, eps = _model(name), _images(), 1e-3
+    before = _state(model)
+    torch.manual_seed(0)  # the random start
+    with eval_mode(model):
+        y = model(x).argmax(1)
+        x_adv = pgd(model, x, y, eps, steps=3)
+        loss = F.cross_entropy(model(x), y, reduction="none")
+        loss_adv = F.cross_entropy(model(x_adv), y, reduction="none")
+    assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (loss_adv > loss).all(), (loss, loss_adv)  # each image's loss climbed
+    assert _left_alone(model, before)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_summary(name: str) -> None:
+    model = _model(name)
+    before = _state(model)
+    s = summarize(model, INPUT)
+    assert s.params == count_parameters(model) == sum(layer.params for layer in s.layers)
+    assert s.flops == sum(layer.flops for layer in s.layers) > 0  # every multiply-add is in a listed layer
+    modules = dict(model.named_modules())
+    for layer in s.layers:  # each layer's recorded output shape gives its FLOPs by hand
+        m = modules[layer.name]
+        if isinstance(m, nn.Conv2d):
+            c, h, w = layer.output_shape
+            assert layer.flops == 2 * c * h * w * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1], layer.name
+        elif isinstance(m, nn.Linear):
+            assert layer.output_shape == [m.out_features] and layer.flops == 2 * m.in_features * m.out_features, layer.name
+    assert _left_alone(model, before)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_maps(name: str) -> None:
+    model, x = _model(name), _images(1)[0]
+    before = _state(model)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        with pytest.raises(CnnlabError, match="has no convolution layer"):
+            feature_maps(model, x)
+        return
+    maps = feature_maps(model, x)
+    assert list(maps) == [n for n, _ in convs]  # every convolution ran, listed in definition order
+    for n, conv in convs:
+        assert maps[n].ndim == 3 and maps[n].shape[0] == conv.out_channels, n
+    assert (maps[convs[0][0]] < 0).any()  # copied before an in-place ReLU could zero the negatives
+    assert _left_alone(model, before)
