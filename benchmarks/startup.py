@@ -12,9 +12,13 @@ wall time, the best of each and the ratio cnnlab / plain (target <= 1.15), and t
 method the cnnlab run recorded (proof that it measured). `--parts` also times, in this process,
 what `cnnlab train` pays before its first step.
 
-Evidence (PROVISIONAL: 2-core machine shared with 4 other agents' tests, load average 2-10,
-torch 2.14.1 CPU, Python 3.11.7, 3 repeats): see the report; the lead re-times on the idle
-machine and records the numbers in docs/benchmarks.md, "Start-up".
+Evidence: NOT YET TIMED ON AN IDLE MACHINE (to be re-timed, and recorded in docs/benchmarks.md).
+Provisional, 2 cores shared with four other agents' test runs (load average ~8), torch 2.14.1
+CPU, Python 3.11.7: 1 repeat, plain 200 s, cnnlab 306 s: CPU contention, not cnnlab, sets those
+walls (the same plain script took 7.7 s at load average ~1). What start-up cut, A/B in fresh
+processes under the same load, best of 3: `import torchvision` for its version 1.81 s -> 0.00 s
+(package metadata); CodeCarbon start + stop 1.69 s -> 0.09 s (its load-based estimate computed
+directly, cnnlab/energy.py); sha256 of the Fashion-MNIST-sized splits 0.46 s -> 0.29 s (no copy).
 
     python benchmarks/startup.py [--repeats 3] [--data-dir /usr/share/datasets/fashion-mnist] [--parts]
 """

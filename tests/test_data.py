@@ -26,8 +26,8 @@ from PIL import Image
 from cnnlab.data import batches, cifar, dataset_entries, epoch_order, images, load_data, mnist, parse_augment
 from cnnlab.data.batches import augment, crop_offsets, random_crop
 from cnnlab.data.idx import read_idx, write_idx
-from cnnlab.data.registry import DatasetEntry
 from cnnlab.data.images import read_image
+from cnnlab.data.registry import DatasetEntry
 from cnnlab.errors import CnnlabError
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -538,8 +538,16 @@ def _few_scenes(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object
     return {}
 
 
+def _coco_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from test_coco import write_coco_folder
+
+    write_coco_folder(root / "coco", {"train": 12})
+    return {"name": f"coco:{root / 'coco'}", "image_size": 32}
+
+
 SMALL_DATA = {
     "cifar10": _cifar_files,
+    "coco": _coco_folder,
     "digits": _embedded,
     "fashion-mnist": _idx_files,
     "imagefolder": _image_folder,

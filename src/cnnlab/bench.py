@@ -172,14 +172,16 @@ def gemm_shapes(model: nn.Module, input_shape: tuple[int, int, int], batch_size:
     return shapes
 
 
-def make_step(model: nn.Module, x: Tensor, y: Tensor, momentum: float = 0.9) -> Callable[[], None]:
-    """One real training step: forward, cross-entropy, backward, SGD (Nesterov momentum when
-    `momentum` > 0, as cnnlab trains). The model's weights change: give it a copy to keep them."""
+def make_step(model: nn.Module, x: Tensor, y: Any, momentum: float = 0.9,
+              loss_fn: Callable[[Tensor, Any], Tensor] = F.cross_entropy) -> Callable[[], None]:
+    """One real training step: forward, the loss (a task's; default cross-entropy), backward,
+    SGD (Nesterov momentum when `momentum` > 0, as cnnlab trains). The model's weights change:
+    give it a copy to keep them."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum, nesterov=momentum > 0)
     model.train()
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
+        loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.profiler.record_function(OPTIMIZER_LABEL):

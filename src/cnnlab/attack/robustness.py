@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError, unknown_name
+from cnnlab.models import check_model_fits, eval_mode
 from cnnlab.perturb.checks import check_batch, check_eps
 from cnnlab.perturb.fgsm import fgsm
 from cnnlab.perturb.pgd import pgd
-from cnnlab.errors import CnnlabError, unknown_name
-from cnnlab.models import check_model_fits, eval_mode
 
 ATTACKS = ("fgsm", "pgd", "autoattack")
 

@@ -16,9 +16,9 @@ import torch
 
 from cnnlab.attack.figures import accuracy_vs_eps, adversarial_examples
 from cnnlab.attack.robustness import attack_images, check_attack, robust_accuracy
-from cnnlab.perturb.checks import check_eps
 from cnnlab.errors import CnnlabError
 from cnnlab.files import slug
+from cnnlab.perturb.checks import check_eps
 from cnnlab.run import Run
 
 FOLDER = "attack"

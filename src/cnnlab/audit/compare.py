@@ -46,7 +46,8 @@ def compare_runs(paths: list[Path], out: Path, remeasure: bool = False) -> dict[
         raise CnnlabError("give at least one run to compare: cnnlab compare RUN RUN...")
     rows = [compare_row(Run.load(p), remeasure) for p in paths]
     methods = sorted({r["energy_method"] for r in rows})
-    kwh_label = "training energy (kWh, CodeCarbon; " + ("load-based estimate" if any("load" in m for m in methods) else "RAPL") + ")"
+    estimated = any("load" in m for m in methods)
+    kwh_label = "training energy (kWh, CodeCarbon; " + ("load-based estimate" if estimated else "RAPL") + ")"
     return {
         "rows": rows,
         "energy_methods": methods,

@@ -70,7 +70,9 @@ def per_example_loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return torch.logsumexp(others, dim=1) - z_y
 
 
-def neighbourhood_loss(model: nn.Module, x: Tensor, y: Tensor, k: int = NEIGHBOURS, noise: float = NOISE, seed: int = 0) -> Tensor:
+def neighbourhood_loss(
+    model: nn.Module, x: Tensor, y: Tensor, k: int = NEIGHBOURS, noise: float = NOISE, seed: int = 0,
+) -> Tensor:
     """Mean loss margin (N,) of the model on k noisy copies of each image (clipped to [0, 1])."""
     g = torch.Generator().manual_seed(seed)
     total = torch.zeros(len(y))

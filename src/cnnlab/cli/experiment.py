@@ -99,14 +99,10 @@ def mlp_vs_cnn(
     from cnnlab.data import load_data
     from cnnlab.experiments.mlp_vs_cnn import mlp_vs_cnn as run_experiment
     from cnnlab.files import slug
-    from cnnlab.publish import write_report
-    from cnnlab.run import Run
 
     dataset = load_data(data)
     record = run_experiment(dataset, out_dir or Path("runs") / f"mlp-vs-cnn-{slug(data)}", mlp=mlp, cnn=cnn,
                             epochs=epochs, seed=seed, overwrite=overwrite, quiet=quiet or as_json)
-    for path in record["runs"].values():  # each run's report shows the experiment beside its own results
-        write_report(Run.load(path))
     if as_json:
         emit(record)
         return

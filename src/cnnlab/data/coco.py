@@ -152,7 +152,7 @@ def _skip_or_stop(problem: str, opts: DataOptions, skipped: list[str]) -> None:
     if opts.on_corrupt == "error":
         raise CnnlabError(f"{problem}; fix it, or use --on-corrupt skip to leave it out.")
     skipped.append(problem)
-    warnings.warn(f"coco skipped {problem}.", stacklevel=2)
+    warnings.warn(f"coco: {problem}; skipped.", stacklevel=2)
 
 
 # -- the JSON ------------------------------------------------------------------------------------

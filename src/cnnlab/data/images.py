@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -33,12 +34,14 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
 MAX_PIXELS = 64_000_000
 
 
-def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> Tensor:
-    """Pixels of the image at `path` as (channels, H, W) float32 in [0, 1], for size = (H, W)."""
+def read_image(path: str | Path | BinaryIO, channels: int, size: tuple[int, int]) -> Tensor:
+    """Pixels of the image at `path` as (channels, H, W) float32 in [0, 1], for size = (H, W).
+    `path` may also be an open binary file (an upload in an io.BytesIO, whose `name` the error
+    messages use): decoding from memory costs a tenth of writing a temporary file first."""
     if channels not in (1, 3):
         raise CnnlabError(f"images can be read with 1 or 3 channels, not {channels}.")
     h, w = size
-    im = _open(Path(path), decode=True)
+    im = _open(path if hasattr(path, "read") else Path(path), decode=True)
     if im.mode.startswith("I"):  # 16-bit (or 32-bit int) gray: scale, do not clip
         gray = Image.fromarray(np.asarray(im, dtype=np.float32) / 65535)  # mode 'F'
         pixels = np.asarray(gray.resize((w, h), Image.Resampling.BILINEAR)).clip(0, 1)
@@ -57,15 +60,16 @@ def image_mode(path: str | Path) -> str:
     return _open(Path(path), decode=False).mode
 
 
-def _open(path: Path, decode: bool) -> Image.Image:
+def _open(path: Path | BinaryIO, decode: bool) -> Image.Image:
     """Open (and with `decode`, fully decode) an image; any failure is one CnnlabError naming it."""
+    shown = path if isinstance(path, Path) else getattr(path, "name", "the image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is the check
             with Image.open(path) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise CnnlabError(
-                        f"cannot read image {path}: {im.width}x{im.height} is over {MAX_PIXELS:,} pixels, "
+                        f"cannot read image {shown}: {im.width}x{im.height} is over {MAX_PIXELS:,} pixels, "
                         "refused as a possible decompression bomb."
                     )
                 if not decode:
@@ -76,7 +80,7 @@ def _open(path: Path, decode: bool) -> Image.Image:
         raise
     # Pillow's decoders raise many types on bad bytes (OSError, SyntaxError, ValueError, struct.error...)
     except Exception as e:  # noqa: BLE001
-        raise CnnlabError(f"cannot read image {path}: {_reason(e)}.") from e
+        raise CnnlabError(f"cannot read image {shown}: {_reason(e)}.") from e
 
 
 def _reason(e: Exception) -> str:

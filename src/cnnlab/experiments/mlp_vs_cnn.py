@@ -18,7 +18,6 @@ OUT/experiment.json, which each run's report shows (`cnnlab.inside.runs.mlp_vs_c
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from torch import Tensor, nn
 from cnnlab.data import Dataset
 from cnnlab.data.dataset import Split
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text
 from cnnlab.experiments import folder
 
 
@@ -108,6 +106,8 @@ def mlp_vs_cnn(
     drawn from `seed`. Returns the record also written to experiment.json.
     """
     from cnnlab.inside import figures
+    from cnnlab.publish import write_report
+    from cnnlab.run import Run
     from cnnlab.training import TrainConfig, train
 
     if epochs < 1:
@@ -154,5 +154,7 @@ def mlp_vs_cnn(
         "files": files,
     }
     folder.save(out, "mlp-vs-cnn", record)
+    for path in runs.values():  # each run's report shows the experiment beside its own results
+        write_report(Run.load(path))
     return {"experiment": "mlp-vs-cnn", **record}
 

@@ -30,7 +30,8 @@ def section(run: Run) -> str | None:
         parts += [f"<h3>Training images that support and oppose the prediction ({png.stem[10:]}, TracIn)</h3>",
                   img(png, png.stem)]
     if (folder / "self-influence.png").is_file():
-        parts += ["<h3>Highest self-influence: check these labels first</h3>", img(folder / "self-influence.png", "self-influence")]
+        parts += ["<h3>Highest self-influence: check these labels first</h3>",
+                  img(folder / "self-influence.png", "self-influence")]
     if r := saved(run, "label-noise"):
         rows = [["TracIn self-influence", f"{r['precision_tracin']:.3f}"], ["per-example loss", f"{r['precision_loss']:.3f}"],
                 ["random (base rate)", f"{r['base_rate']:.3f}"]]

@@ -16,7 +16,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.inside.pictures import INSIDE, save_feature_maps, save_filters
 from cnnlab.run import Run
 
-EXPERIMENT = "experiment.json"  # the MLP vs CNN record, beside the experiment's four runs
+EXPERIMENT = "experiment.json"  # an experiment's record beside its runs (cnnlab.experiments.folder.RECORD)
 
 
 def show_run(run: Run, filters: bool = False, images: list[Path] | None = None) -> dict[str, Any]:

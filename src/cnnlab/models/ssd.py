@@ -33,15 +33,10 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models.detection._utils import BoxCoder, SSDMatcher
-from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.ssd import SSDHead
-from torchvision.ops import box_iou, clip_boxes_to_image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import ModelSpec, register_model
-from cnnlab.models.yolo import stages
+from cnnlab.models.yolo import clip_to_image, stages
 
 # The backbone up to stride 8, then one stage per further map; every map is read by the head.
 STEM = ((16,), (32,), (64, 64), (128, 128))
@@ -84,6 +79,11 @@ class SSD(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> None:
+        # imported here, not at the top: torchvision costs ~1.2 s and every command loads the registry
+        from torchvision.models.detection._utils import BoxCoder, SSDMatcher
+        from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+        from torchvision.models.detection.ssd import SSDHead
+
         super().__init__()
         self.image_size = image_size  # (H, W) in pixels
         self.backbone = MultiScale(in_channels)
@@ -103,6 +103,8 @@ class SSD(nn.Module):
         reads only the shapes of the image and of the maps (side // stride: the pools round down),
         so empty tensors stand for them; made on the CPU even when the model is built on the
         meta device (to count its parameters), as a meta tensor holds no numbers."""
+        from torchvision.models.detection.image_list import ImageList
+
         h, w = self.image_size
         with torch.device("cpu"):
             image = torch.empty(1, in_channels, h, w)
@@ -112,6 +114,8 @@ class SSD(nn.Module):
     def match(self, boxes: Tensor, labels: Tensor) -> Tensor:
         """(N, A) the index of the true box each default box learns, -1 for none (background).
         boxes (N, M, 4), labels (N, M): padding (-1) and boxes with no area match nothing."""
+        from torchvision.ops import box_iou
+
         matched = torch.full((len(boxes), len(self.anchors)), -1, dtype=torch.long, device=boxes.device)
         for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
             real = torch.nonzero((image_labels > 0) & (image_boxes[:, 2:] > image_boxes[:, :2]).all(1)).flatten()
@@ -145,7 +149,7 @@ class SSD(nn.Module):
         outputs = outputs.float()
         anchors = self.anchors.to(outputs.device)
         boxes = self.box_coder.decode_single(outputs[..., :4].flatten(0, 1), anchors.repeat(len(outputs), 1))
-        boxes = clip_boxes_to_image(boxes, self.image_size).view(len(outputs), -1, 4)
+        boxes = clip_to_image(boxes, self.image_size).view(len(outputs), -1, 4)
         return boxes, outputs[..., 4:].softmax(-1)
 
 

@@ -110,8 +110,10 @@ def quantitative(run: Run) -> list[Block]:
     if test:
         blocks.append(f"Test accuracy **{pct(test['test_acc'])}** (loss {test['test_loss']:.4f}, weights of the last epoch).")
     if ev:
-        rows = [[c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]] for c, s in ev["per_class"].items()]
-        blocks += [f"Per class (macro F1 {ev['macro_f1']:.3f}):", table_block(["class", "precision", "recall", "F1", "support"], rows)]
+        rows = [[c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
+                for c, s in ev["per_class"].items()]
+        blocks += [f"Per class (macro F1 {ev['macro_f1']:.3f}):",
+                   table_block(["class", "precision", "recall", "F1", "support"], rows)]
     else:
         blocks.append(f"Per-class scores: {NOT_MEASURED} Run `cnnlab evaluate {run.path}`.")
 
@@ -155,7 +157,8 @@ def caveats(run: Run) -> list[Block]:
     out: list[Block] = [f"Every number was measured on {run.config.data} only; performance on other images is unknown."]
     bias = read_audit(run, "bias")
     if bias and bias["min_group_size"] < 100:
-        out.append(f"The smallest audited group has {bias['min_group_size']} images: its accuracy is uncertain by several points.")
+        out.append(f"The smallest audited group has {bias['min_group_size']} images: "
+                   "its accuracy is uncertain by several points.")
     if any(r.get("method_kind") == "load" for r in energy.read(run.path)):
         out.append("Energy figures are load-based estimates (no hardware counter): treat them as order-of-magnitude.")
     if not run.finished:

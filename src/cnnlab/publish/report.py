@@ -77,7 +77,8 @@ def model_summary(run: Run) -> str:
     from cnnlab.summary import summarize
 
     s = summarize(run.model, run.input_shape, run.config.model)
-    rows = [[l.name, l.type, l.chosen, "x".join(map(str, l.output_shape)), f"{l.params:,}", f"{l.flops:,}"] for l in s.layers]
+    rows = [[layer.name, layer.type, layer.chosen, "x".join(map(str, layer.output_shape)), f"{layer.params:,}",
+             f"{layer.flops:,}"] for layer in s.layers]
     rows.append(["total", "", "", "", f"{s.params:,}", f"{s.flops:,}"])
     return (
         "<h2>Model summary</h2><p>The <i>chosen</i> column holds hyperparameters, set by a person; the "

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from html import escape
-from typing import Any, Union
+from typing import Any
 
 from cnnlab.report.html import table
 
-Block = Union[str, tuple[str, list[str], list[list[Any]]]]  # a paragraph, or ("table", header, rows)
+Block = str | tuple[str, list[str], list[list[Any]]]  # a paragraph, or ("table", header, rows)
 
 
 def table_block(header: list[str], rows: list[list[Any]]) -> Block:

@@ -24,6 +24,7 @@ from cnnlab.summary import chosen
 
 MAX_MAPS = 16  # per layer: enough to see what a layer does; VGG's 512 would be megabytes of JSON
 MAX_LAYERS = 40
+MAX_NUMBERS = 400_000  # in one answer, about 3 MB of JSON: LeNet-5's columns hold 27,000; a 224x224 VGG's would hold 30 million
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
@@ -40,27 +41,36 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Module]:
 
 
 @torch.no_grad()
-def feature_maps(model: nn.Module, x: Tensor, max_maps: int = MAX_MAPS) -> dict[str, Any]:
+def feature_maps(model: nn.Module, x: Tensor, max_maps: int = MAX_MAPS, max_numbers: int = MAX_NUMBERS) -> dict[str, Any]:
     """Columns of the explorer for x (1, C, H, W): the input, then every layer whose output is
-    a stack of maps (conv, ReLU, pool, ...), then the class probabilities.
+    a stack of maps (conv, ReLU, pool, ...), then the class probabilities (None when the
+    model's output is not one score per class).
 
-    Maps are copied when recorded: LeNet's ReLU works in place and would otherwise overwrite
-    the convolution's output with its own.
+    At most `max_maps` maps per layer and `max_numbers` numbers in all: columns stop when the
+    next would pass it, and `truncated` says so. Maps are copied when recorded: LeNet's ReLU
+    works in place and would otherwise overwrite the convolution's output with its own.
     """
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     with recording(leaves, copy=True) as outputs:
-        probs = model(x).softmax(1)[0]
+        out = model(x)
+    probs = _rounded(out.softmax(1)[0]) if isinstance(out, Tensor) and out.ndim == 2 else None
     conv_name, _ = first_conv(model)
-    columns = [{"name": "input", "type": "input", "chosen": "", "shape": list(x.shape[1:]), "maps": _rounded(x[0, :max_maps])}]
-    for name, m in leaves:
-        out = outputs.get(name)
-        if out is None or out.ndim != 4 or len(columns) > MAX_LAYERS:
+    budget = max_numbers
+    columns: list[dict[str, Any]] = []
+    truncated = False
+    for name, m, maps in [("input", None, x), *((n, mm, outputs.get(n)) for n, mm in leaves)]:
+        if not isinstance(maps, Tensor) or maps.ndim != 4:
             continue
+        count = min(max_maps, maps.shape[1], budget // (maps.shape[2] * maps.shape[3]))
+        if count == 0 or len(columns) > MAX_LAYERS:
+            truncated = True
+            break
+        budget -= count * maps.shape[2] * maps.shape[3]
         columns.append({
-            "name": name, "type": type(m).__name__, "chosen": chosen(m), "shape": list(out.shape[1:]),
-            "maps": _rounded(out[0, :max_maps]), "first_conv": name == conv_name,
+            "name": name, "type": "input" if m is None else type(m).__name__, "chosen": "" if m is None else chosen(m),
+            "shape": list(maps.shape[1:]), "maps": _rounded(maps[0, :count]), "first_conv": name == conv_name,
         })
-    return {"columns": columns, "probabilities": _rounded(probs), "first_conv": conv_name}
+    return {"columns": columns, "probabilities": probs, "first_conv": conv_name, "truncated": truncated}
 
 
 def conv_cell(

@@ -2,43 +2,168 @@
 
 `cnnlab serve runs/lenet` answers for `lenet` by default and for `runs/other` when a request
 says `?run=other`, so the lab page works on any run a user trained. A name is a folder name,
-never a path: `../` or `/etc` is an unknown run, not a file to open.
+never a path: `../`, `/etc` or a link that leads out of the folder is an unknown run, not a
+file to open.
+
+A run is checked when it is opened, before any request uses it: an input shape a server can
+hold, finite weights, a forward pass that gives one probability per class. Then each run is
+served by two copies of its model:
+
+- `run.model` answers `/api/predict` through a micro-batcher, lock-free: nothing ever hooks it;
+- `analysis`, a copy, takes Grad-CAM's and the explorer's hooks and the attacks' gradients,
+  one request at a time under `lock`: a hook sees every forward pass through its model, so a
+  prediction passing through a hooked model would corrupt the explanation being recorded.
+  The lock also keeps the analyses to one core, so predictions always have the other.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.run import CONFIG, Run
+from cnnlab.run import CONFIG, WEIGHTS, Run
+from cnnlab.serve.answers import ServeError
+from cnnlab.serve.batching import MicroBatcher
+
+MAX_INPUT_SIDE = 512  # the largest input of a model here is 224x224; a batch of 64 at 512x512 RGB is 200 MB
+MAX_OPEN_RUNS = 8  # sibling runs kept open at once (each holds two copies of its model); the least used is closed
 
 
-class UnknownRun(CnnlabError):
-    """A request named a run that is not there (answered 404)."""
+def unknown_run(name: str, known: list[str]) -> ServeError:
+    return ServeError(f"unknown run '{name}'; runs here: {', '.join(known) or 'none'}.", 404)
+
+
+@dataclass
+class Served:
+    """One run as the server holds it."""
+
+    run: Run
+    task: str  # the run's task name: predict, explain and attack answer for "classify" only
+    analysis: nn.Module
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    forward_seconds: float = 0.0  # one pass on one image, timed at opening: what requests' costs are estimated from
+    description: dict[str, Any] | None = None  # /api/model's answer, made on first request
+    _predictor: MicroBatcher | None = None
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    def require_classifier(self, what: str) -> None:
+        if self.task != "classify":
+            raise ServeError(f"run {self.name} learned the {self.task} task; {what} answers for classification runs only.")
+
+    @property
+    def predictor(self) -> MicroBatcher[tuple[list[float], list[int]]]:
+        """Probabilities and the classes ordered from most to least likely, per input."""
+        if self._predictor is None:
+            self._predictor = MicroBatcher(_ranked(self.run.model, self.run.config.tta))
+        return self._predictor
+
+    def probabilities(self, x: Tensor) -> Tensor:
+        """(K,) class probabilities of x (1, C, H, W) by the analysis copy (hold `lock`)."""
+        from cnnlab.tasks.classify import predict_logits
+
+        return predict_logits(self.analysis, x, tta=self.run.config.tta).softmax(1)[0]
+
+    def close(self) -> None:
+        if self._predictor is not None:
+            self._predictor.close()
+
+
+def _ranked(model: nn.Module, tta: bool):  # noqa: ANN202
+    from cnnlab.tasks.classify import predict_logits
+
+    def forward(x: Tensor) -> list[tuple[list[float], list[int]]]:
+        probs = predict_logits(model, x, tta=tta).softmax(1)
+        return list(zip(probs.tolist(), probs.argsort(1, descending=True).tolist()))
+
+    return forward
+
+
+def open_run(path: Path) -> Served:
+    """Open and check the run at `path`; every problem is one CnnlabError naming the file."""
+    try:
+        run = Run.load(path)
+        c, h, w = run.input_shape
+        classes = run.classes
+        task = run.task.name
+    except CnnlabError:
+        raise
+    except Exception as e:  # noqa: BLE001  Run.load's own checks are the place for sentences; this is the net under them
+        raise CnnlabError(
+            f"run {path.name} cannot be opened: its {CONFIG}, provenance.json or {WEIGHTS} is damaged "
+            f"({type(e).__name__}); `cnnlab verify {path.name}` checks them."
+        ) from None
+    if c not in (1, 3) or not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
+        raise CnnlabError(
+            f"run {run.name} declares input shape {c}x{h}x{w} in provenance.json; the server takes 1 or 3 channels "
+            f"of at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels."
+        )
+    if not classes or not all(isinstance(k, str) for k in classes):
+        raise CnnlabError(f"run {run.name}'s provenance.json lists no class names (data.classes); the server needs them.")
+    tensors = [*run.model.parameters(), *run.model.buffers()]
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
+        raise CnnlabError(f"run {run.name}'s {WEIGHTS} holds NaN or infinite weights; retrain it or restore the file.")
+    x = torch.zeros(1, c, h, w)
+    seconds = math.inf
+    with torch.inference_mode():
+        for _ in range(3):  # the first pass pays one-off costs (allocations, kernel choice): keep the fastest
+            start = time.perf_counter()
+            out = run.model(x)
+            seconds = min(seconds, time.perf_counter() - start)
+    if task == "classify" and tuple(out.shape) != (1, len(classes)):
+        raise CnnlabError(f"run {run.name}'s model gives {tuple(out.shape)[1:]} outputs for {len(classes)} classes.")
+    return Served(run, task, analysis=copy.deepcopy(run.model), forward_seconds=seconds)
 
 
 class RunStore:
-    """Opens runs on first use and keeps them; one lock per run, since Grad-CAM and attacks
-    put hooks and gradients on the shared model and two requests must not interleave."""
+    """The served run and the sibling runs opened so far (at most MAX_OPEN_RUNS)."""
 
     def __init__(self, run_dir: str | Path) -> None:
         path = Path(run_dir)
-        self.default = Run.load(path)  # a bad run stops `cnnlab serve` at once, with its sentence
+        self.default = open_run(path)  # a bad run stops `cnnlab serve` at once, with its sentence
         self.root = path.resolve().parent
-        self._runs: dict[str, Run] = {self.default.name: self.default}
-        self._locks: dict[str, threading.Lock] = {self.default.name: threading.Lock()}
+        self._open: OrderedDict[str, Served] = OrderedDict({self.default.name: self.default})
         self._guard = threading.Lock()
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if (p / CONFIG).is_file() and (p / "model.safetensors").is_file())
+        """The runs here: folders of the served folder with a config and weights."""
+        return sorted(p.name for p in self.root.iterdir() if self._inside(p) and (p / CONFIG).is_file() and (p / WEIGHTS).is_file())
 
-    def get(self, name: str | None) -> tuple[Run, threading.Lock]:
-        name = name or self.default.name
+    def _inside(self, p: Path) -> bool:
+        return not p.name.startswith(".") and p.resolve().parent == self.root
+
+    def get(self, name: str | None) -> Served:
+        if not name or name == self.default.name:
+            return self.default
         with self._guard:
-            if name not in self._runs:
-                if "/" in name or "\\" in name or name.startswith(".") or name not in self.names():
-                    raise UnknownRun(f"unknown run '{name}'; runs here: {', '.join(self.names()) or 'none'}.")
-                self._runs[name] = Run.load(self.root / name)
-                self._locks[name] = threading.Lock()
-            return self._runs[name], self._locks[name]
+            if name in self._open:
+                self._open.move_to_end(name)
+                return self._open[name]
+            if "/" in name or "\\" in name or "\0" in name or name not in self.names():
+                raise unknown_run(name, self.names())
+            try:
+                served = open_run(self.root / name)
+            except CnnlabError as e:
+                raise ServeError(f"run '{name}' cannot be served: {e}", 422) from None
+            self._open[name] = served
+            while len(self._open) > MAX_OPEN_RUNS:
+                oldest = next(n for n in self._open if n != self.default.name)
+                self._open.pop(oldest).close()
+            return served
+
+    def close(self) -> None:
+        with self._guard:
+            for served in self._open.values():
+                served.close()

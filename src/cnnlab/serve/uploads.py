@@ -5,24 +5,30 @@ Three limits, checked before any decoding: the request body (`MAX_UPLOAD_BYTES`,
 pixel count read from its header (`MAX_PIXELS`: a 100 kB PNG can declare 100,000 x 100,000
 pixels and expand to 30 GB, a "decompression bomb"), and an empty file. The decoding itself
 is `read_image`, the same conversion `cnnlab predict` and the imagefolder loader use, so the
-server sees an upload exactly as training saw its images.
+server sees an upload exactly as training saw its images; it decodes from memory (a temporary
+file per upload cost 3 ms, the decoding 0.1 ms).
+
+An image arrives either as the multipart field `file` (an HTML form, `curl -F file=@d.png`) or
+as the whole request body with an image content type (`curl --data-binary @d.png -H
+'Content-Type: image/png'`), which spares the server the multipart parsing.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import tempfile
 import warnings
-from pathlib import Path
 
 from PIL import Image
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
 from torch import Tensor
 
 from cnnlab.errors import CnnlabError
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # a phone photo is 2-5 MB; a model here reads at most 224x224
 MAX_PIXELS = 4096 * 4096  # 16.8 MP, 50 MB as RGB: stricter than read_image's 64 MP for a shared server
+RAW_TYPES = ("image/", "application/octet-stream")  # a request body that is the image itself
 
 
 class BadUpload(CnnlabError):
@@ -33,10 +39,16 @@ class BadUpload(CnnlabError):
         self.status = status
 
 
-def read_upload(data: bytes, filename: str, shape: tuple[int, int, int]) -> Tensor:
-    """Bytes of an uploaded image -> (1, C, H, W) float32 in [0, 1] for a model of `shape`."""
-    from cnnlab.data.images import read_image
+class _Named(io.BytesIO):
+    """The upload's bytes, carrying the client's file name for read_image's messages."""
 
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
+
+
+def image_size(data: bytes, filename: str) -> tuple[int, int]:
+    """(width, height) from the image's header alone; refuses empty, unreadable and bomb-sized uploads."""
     if not data:
         raise BadUpload("the uploaded file is empty; send an image (PNG, JPEG, ...) in the field 'file'.")
     if len(data) > MAX_UPLOAD_BYTES:
@@ -55,15 +67,41 @@ def read_upload(data: bytes, filename: str, shape: tuple[int, int, int]) -> Tens
             f"{filename} declares more than {MAX_PIXELS:,} pixels; "
             "refused as a possible decompression bomb, send a smaller image.", 413,
         )
+    return width, height
+
+
+def read_upload(data: bytes, filename: str, shape: tuple[int, int, int]) -> Tensor:
+    """Bytes of an uploaded image -> (1, C, H, W) float32 in [0, 1] for a model of `shape`."""
+    from cnnlab.data.images import read_image
+
+    image_size(data, filename)
     c, h, w = shape
-    with tempfile.TemporaryDirectory(prefix="cnnlab-upload-") as tmp:
-        path = Path(tmp) / "upload"
-        path.write_bytes(data)
-        try:
-            x = read_image(path, c, (h, w))  # (C, H, W)
-        except CnnlabError as e:
-            raise BadUpload(str(e).replace(str(path), filename)) from None
-    return x.unsqueeze(0)
+    try:
+        return read_image(_Named(data, filename), c, (h, w)).unsqueeze(0)
+    except CnnlabError as e:
+        raise BadUpload(str(e)) from None
+
+
+async def request_image(request: Request) -> tuple[bytes, str]:
+    """The image of a request and a name for it: the whole body when its Content-Type is an
+    image type, else the multipart field `file`."""
+    kind = request.headers.get("content-type", "")
+    if kind.startswith(RAW_TYPES):
+        return await request.body(), "the upload"
+    if not kind:
+        raise BadUpload("the request has no image; send it as the multipart field 'file', or as the body with "
+                        "Content-Type image/png (or another image type).", 422)
+    if not kind.startswith("multipart/form-data"):
+        raise BadUpload("send the image as the multipart field 'file', or as the body with Content-Type image/png "
+                        f"(or another image type); got Content-Type '{kind}'.", 415)
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except Exception:  # noqa: BLE001  python-multipart raises several types on a malformed body
+        raise BadUpload("the multipart body could not be parsed; send the image in the field 'file'.") from None
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise BadUpload("the multipart field 'file' is missing; send the image in it.", 422)
+    return await file.read(MAX_UPLOAD_BYTES + 1), file.filename or "the upload"
 
 
 async def _answer(send, status: int, message: str) -> None:  # noqa: ANN001

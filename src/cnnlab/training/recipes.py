@@ -25,14 +25,18 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CnnlabError
 from cnnlab.config import RECIPES, TrainConfig
+from cnnlab.errors import CnnlabError
+
+Loss = Callable[[torch.Tensor, Any], torch.Tensor]
 
 # Seconds kept back from a budget for what follows training besides the test pass (which is
 # estimated from the step time): writing the run, CodeCarbon's stop, the interpreter's exit.
@@ -97,25 +101,24 @@ def process_start() -> float:
 
 
 def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, spent: float,
-                n_test: int = 0) -> tuple[int, dict[str, float]]:
+                n_test: int = 0, loss: Loss = F.cross_entropy) -> tuple[int, dict[str, float]]:
     """How many epochs of `cfg` fit in what is left of `cfg.budget` after `spent` seconds.
 
     Times real training steps of a copy of `model` on the first batch of the training
     images (the model, its optimizer and the random streams of the run are untouched), then
     divides what is left, less the final test pass on `n_test` images and a small reserve, by
-    the time of one epoch.
+    the time of one epoch. `loss(outputs, y)` is the task's (default: classification).
     Returns (epochs, the measurements) - the measurements go into provenance.json.
     """
-    from cnnlab.training.parts import resolve_device
-
     from cnnlab.bench import make_step, time_steps
+    from cnnlab.training.parts import resolve_device
 
     device = resolve_device(cfg.device)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     probe = copy.deepcopy(model).to(device).to(memory_format=fmt)
     xb = x[: cfg.batch_size].to(device).contiguous(memory_format=fmt)
     yb = y[: cfg.batch_size].to(device)
-    times = time_steps(make_step(probe, xb, yb, cfg.momentum), steps=5, warmup=3, device=device)
+    times = time_steps(make_step(probe, xb, yb, cfg.momentum, loss), steps=5, warmup=3, device=device)
     step = sorted(times)[len(times) // 2] / SAFETY  # median
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     epoch_seconds = step * steps_per_epoch

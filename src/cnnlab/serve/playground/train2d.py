@@ -5,6 +5,10 @@ regression, a single straight boundary), the activation, the optimizer, its lear
 the batch size and the epochs. The network learns (parameters): each layer's weights and
 biases. `train_frames` yields, every few epochs, the losses, the accuracies and the
 probability of class 1 on a grid: the decision boundary as it moves.
+
+A training is bounded by its number of optimizer steps, epochs x (train points / batch size),
+not by its epochs alone: 2,000 epochs of 1,000 points one at a time are two million steps,
+half an hour of one core, which a page left open should not be able to ask of a server.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +33,8 @@ GRID = 40  # the boundary is drawn from GRID x GRID probabilities
 EXTENT = 1.5  # the grid covers [-EXTENT, EXTENT]^2, a little beyond the data
 FRAMES = 40  # about this many updates per training, whatever the number of epochs
 MAX_LAYERS, MAX_NEURONS, MAX_EPOCHS = 6, 32, 2000
+# 20,000 steps of the widest net (6 x 32) take about 15 s on one core; the page's defaults are 1,300
+MAX_STEPS = 20_000
 
 
 @dataclass
@@ -57,7 +66,17 @@ class PlaygroundConfig:
             raise CnnlabError(f"the batch size must be between 1 and the number of points ({self.n}), got {self.batch_size}.")
         if not 1 <= self.epochs <= MAX_EPOCHS:
             raise CnnlabError(f"epochs must be between 1 and {MAX_EPOCHS}, got {self.epochs}.")
+        if self.steps > MAX_STEPS:
+            raise CnnlabError(
+                f"{self.epochs} epochs of {self.n // 2} training points in batches of {self.batch_size} are {self.steps:,} "
+                f"steps, over the limit of {MAX_STEPS:,}; choose fewer epochs or a larger batch."
+            )
         return self
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the training takes: epochs x batches per epoch (half the points train)."""
+        return self.epochs * math.ceil((self.n // 2) / self.batch_size)
 
 
 def build_net(hidden: list[int], activation: str) -> nn.Sequential:
@@ -101,9 +120,10 @@ def learned(net: nn.Sequential) -> list[dict[str, Any]]:
     return out
 
 
-def train_frames(config: PlaygroundConfig) -> Iterator[dict[str, Any]]:
+def train_frames(config: PlaygroundConfig, stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
     """Train and yield about FRAMES progress frames, the last with `done` and the panel of
-    learned parameters vs chosen hyperparameters."""
+    learned parameters vs chosen hyperparameters. Once `stop` is set (the client left, the
+    server is stopping), the training ends at its next step, without a last frame."""
     config.check()
     torch.manual_seed(config.seed)
     x, y = make_points(config.dataset, config.n, config.noise, config.seed)
@@ -114,6 +134,8 @@ def train_frames(config: PlaygroundConfig) -> Iterator[dict[str, Any]]:
     every = max(1, config.epochs // FRAMES)
     for epoch in range(1, config.epochs + 1):
         for idx in torch.randperm(len(x_train), generator=g).split(config.batch_size):
+            if stop is not None and stop.is_set():
+                return
             loss = F.binary_cross_entropy_with_logits(net(x_train[idx])[:, 0], y_train[idx])
             opt.zero_grad()
             loss.backward()
