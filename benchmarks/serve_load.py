@@ -13,7 +13,7 @@ cnnlab server's peak memory, and cnnlab / plain.
 
 Results: docs/benchmarks.md (2 cores, torch 2.x, LeNet-5 on the embedded digits).
 
-    python benchmarks/serve_load.py RUN [--seconds 8] [--connections 16]
+    python benchmarks/serve_load.py RUN [--seconds 8] [--connections 16] [--workers 1]
     python benchmarks/serve_load.py RUN --plain --port 8001     # the plain server alone
 """
 
@@ -120,8 +120,11 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def peak_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process and its children (the workers), in MB."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(peak_mb(int(c)) for c in children)
 
 
 def wrk(port: int, script: Path, seconds: float, connections: int) -> dict[str, float]:
@@ -159,6 +162,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=8, help="length of each measured wrk run")
     p.add_argument("--warmup", type=float, default=2, help="length of the unmeasured wrk run before it")
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--workers", type=int, default=1, help="cnnlab serve --workers")
     p.add_argument("--plain", action="store_true", help="run the plain server only (on --port), until stopped")
     p.add_argument("--port", type=int, default=8001)
     args = p.parse_args()
@@ -184,8 +188,8 @@ def main() -> None:
         plain = measure("plain", [sys.executable, __file__, args.run, "--plain", "--port", str(port)], port,
                         {"multipart": scripts["multipart"]}, args)["multipart"]
         port = free_port()
-        cnnlab = measure("cnnlab", [str(Path(sys.executable).with_name("cnnlab")), "serve", args.run, "--port", str(port)],
-                         port, scripts, args)
+        cnnlab = measure("cnnlab", [str(Path(sys.executable).with_name("cnnlab")), "serve", args.run, "--port", str(port),
+                                    "--workers", str(args.workers)], port, scripts, args)
     for body, r in cnnlab.items():
         print(f"cnnlab ({body}) / plain: {r['rps'] / plain['rps']:.2f}x requests/s, p99 {r['p99'] / plain['p99']:.2f}x")
     if any(r["non2xx"] or r["errors"] for r in [plain, *cnnlab.values()]):

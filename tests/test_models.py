@@ -38,6 +38,9 @@ EXPECTED_PARAMS = [
     ("fastnet", (1, 28, 28), 10, 101_050),
     # convs 3-32-64-64-256-256-256-256 + BatchNorms + a linear layer on a global max of 256
     ("fastnet-wide", (3, 32, 32), 10, 1_978_026),
+    # convs 3-16-16, 32-32, 64-64, 128-128 (3x3, no bias) 293,040 + BatchNorms 960 + four 1x1 score layers 976
+    ("fcn", (3, 96, 96), 4, 294_976),
+    ("fcn-dagrnn", (3, 96, 96), 4, 377_280),  # + DAG-RNN U 33,024, W 16,384, V 32,896
 ]
 
 # MNIST, CIFAR-10, and the smallest side that gets the ImageNet layouts (with an odd class count).

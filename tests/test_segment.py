@@ -162,8 +162,8 @@ def test_dagrnn_starts_as_the_fcn_and_both_label_every_pixel() -> None:
 
 
 def test_fcn_learns_shapes_through_train(tmp_path) -> None:
-    # Measured (32 px, 2 epochs, batch 32, seed 0): test mIoU 0.70; untrained nets 0.04-0.21
-    # (0.21 = every pixel called background).
+    # Measured (32 px, 2 epochs, batch 32, seed 0): test mIoU 0.68, pixel accuracy 0.94. Untrained
+    # fcn and fcn-dagrnn, seeds 0-4: mIoU 0.01-0.22 (0.22: every pixel called background).
     run = cnnlab.train(model="fcn", data="shapes", image_size=32, epochs=2, batch_size=32,
                        out=tmp_path / "fcn", quiet=True)
     test = run.test_result()

@@ -9,6 +9,8 @@ Precedence: these defaults < a `--config` file < flags given on the command line
 
 from __future__ import annotations
 
+import math
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -22,6 +24,8 @@ SCHEDULES = ("onecycle", "cosine", "step", "none")
 DEVICES = ("cpu", "cuda", "auto")
 RECIPES = ("none", "fast")  # what each chooses: training/recipes.py
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
+# epoch_order seeds torch with seed * 1_000_003 + epoch, which must stay a 64-bit seed
+SEEDS = 2**32
 
 
 def parse_budget(text: str) -> float:
@@ -32,7 +36,7 @@ def parse_budget(text: str) -> float:
         value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         value = -1
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise CnnlabError(f"--budget must be a time like 90s, 2m, 15m or 1h, got '{text}'.")
     return value
 
@@ -85,10 +89,18 @@ class TrainConfig:
     nproc: int = option(1, "Processes training together on this machine (DDP through torchrun); "
                            "--batch-size stays the global batch.")
 
-    def resolved(self) -> TrainConfig:
-        """Fill the 'usual' values in and check every choice, so config.toml records what ran."""
+    def check(self, origin: str = "your flags or config file") -> None:
+        """One sentence for the first value no training can use; `origin` is where to look.
+        A run's config.toml is checked again when the run is opened (Run.load)."""
         from cnnlab.data.batches import parse_augment
+        from cnnlab.data.images import MAX_PIXELS
 
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CnnlabError(f"{f.name.replace('_', ' ')} must be a finite number, got {value} (check {origin}).")
+            if isinstance(value, int) and not -(2**63) <= value < 2**63:  # torch counts in 64-bit integers
+                raise CnnlabError(f"{f.name.replace('_', ' ')} must be below 2**63, got {value} (check {origin}).")
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
@@ -97,9 +109,14 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch size must be at least 2"),
             (self.lr >= 0, "lr must be positive"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), e.g. 0.9; got {self.momentum}"),
             (self.weight_decay >= 0, "weight decay must be 0 or more"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (0 <= self.val_fraction < 1, "val fraction must be in [0, 1)"),
+            (0 <= self.image_size and self.image_size**2 <= MAX_PIXELS,
+             f"image size must be 0 (the loader's default) or a side of at most {math.isqrt(MAX_PIXELS)} pixels; "
+             f"got {self.image_size}"),
+            (0 <= self.seed < SEEDS, f"seed must be an integer from 0 to {SEEDS - 1}; got {self.seed}"),
             (self.checkpoint_every >= 0, "checkpoint every must be 0 or more steps"),
             (self.adversarial in ("none", "pgd", "fgsm-rs"), "adversarial must be none, pgd or fgsm-rs"),
             (0 <= self.eps <= 1, f"eps {self.eps} is outside [0, 1]: it is an L-inf radius in pixels in [0, 1]"),
@@ -128,9 +145,35 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise CnnlabError(f"{message} (check your flags or config file).")
+                raise CnnlabError(f"{message} (check {origin}).")
+        parse_augment(self.augment)
+
+    def resolved(self) -> TrainConfig:
+        """Fill the 'usual' values in and check every choice, and that this machine can run it
+        (the device, the processes), so config.toml records what ran. Called before a run
+        directory is created: a refused choice leaves nothing behind."""
+        from cnnlab.data.batches import parse_augment
+
+        self.check()
+        self.check_machine()
         augment = ",".join(parse_augment(self.augment)) or "none"
         return replace(self, lr=self.lr or DEFAULT_LR[self.optimizer], augment=augment)
+
+    def check_machine(self) -> None:
+        """The device asked for exists, and --nproc does not ask for more processors than there are."""
+        import torch
+
+        cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise CnnlabError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto.")
+        if cuda:
+            have, unit = torch.cuda.device_count(), "CUDA GPU"
+        else:
+            have = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            unit = "CPU core"
+        if self.nproc > have:
+            raise CnnlabError(f"--nproc {self.nproc} starts one process per {unit} but this machine gives cnnlab "
+                              f"{have} {unit}(s); use --nproc {have} or fewer.")
 
     def data_options(self) -> dict[str, Any]:
         """The keyword arguments of `cnnlab.data.load_data` this config chose."""
@@ -152,7 +195,10 @@ class TrainConfig:
         for key, value in values.items():
             want = type(getattr(cls(), key))
             if want is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise CnnlabError(f"{origin}: '{key}' is too large a number ({len(str(value))} digits).") from None
             if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
                 kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[want]
                 raise CnnlabError(f"{origin}: '{key}' must be {kind}, got {value!r}.")
@@ -166,7 +212,7 @@ class TrainConfig:
             values = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise CnnlabError(f"config file {path} does not exist.") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, or an integer of over 4,300 digits
             raise CnnlabError(f"config file {path} is not valid TOML: {e}.") from None
         return cls.from_dict(values, origin=str(path))
 

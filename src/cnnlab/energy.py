@@ -179,7 +179,8 @@ def cpu_tdp(model: str) -> tuple[float, str]:
     if name is not None:
         return float(table[name]), f"of {name} in CodeCarbon's table"
     threads = psutil.cpu_count()
-    return WATTS_PER_THREAD * threads, f"{WATTS_PER_THREAD:g} W x {threads} threads, CodeCarbon's default for a CPU not in its table"
+    default = f"{WATTS_PER_THREAD:g} W x {threads} threads, CodeCarbon's default for a CPU not in its table"
+    return WATTS_PER_THREAD * threads, default
 
 
 def match_cpu(model: str, names: list[str]) -> str | None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,21 @@ def file_sha256(path: Path) -> str:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file in the same folder, then rename it to `path`."""
+    """Call `write(tmp)` on a temporary file in the same folder, then rename it to `path`.
+
+    Only a regular file (or nothing) is replaced: a rename over /dev/full, a FIFO or a symlink
+    would put a plain file where the user had something else. A failure names `path`, the file
+    the user asked for, not the hidden temporary one."""
     path = Path(path)
+    refuse_non_regular(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -51,6 +59,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         os.fsync(dir_fd)  # make the rename itself survive a power cut
     finally:
         os.close(dir_fd)
+
+
+def refuse_non_regular(path: Path) -> None:
+    """One sentence when `path` exists and is not a regular file (a link, device, FIFO, folder)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return  # nothing there (or not reachable): the write itself says what is wrong
+    kinds = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    kind = next((name for test, name in kinds if test(mode)), None)
+    if kind is not None:
+        raise CnnlabError(f"{path} is {kind}, not a regular file; cnnlab replaces only regular files, so give another path.")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -90,17 +111,48 @@ def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return state, meta
 
 
-def load_weights(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load `state` into `model`, naming what does not fit instead of a wall of keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+def weights_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise CnnlabError(f"{path} is not a readable safetensors file ({e}).") from None
+
+
+def check_fit(own: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]], origin: str) -> None:
+    """One sentence naming what does not fit when `shapes` are not those of the state `own`."""
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong = [k for k in own if k in shapes and tuple(own[k].shape) != tuple(shapes[k])]
     if missing or unexpected or wrong:
         detail = (
             f"missing {missing[:3]}" if missing
             else f"unexpected {unexpected[:3]}" if unexpected
-            else f"{wrong[0]} is {tuple(state[wrong[0]].shape)}, the model wants {tuple(own[wrong[0]].shape)}"
+            else f"{wrong[0]} is {tuple(shapes[wrong[0]])}, the model wants {tuple(own[wrong[0]].shape)}"
         )
         raise CnnlabError(f"the weights in {origin} do not fit this model: {detail}.")
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load `state` into `model`, naming what does not fit instead of a wall of keys."""
+    check_state(model.state_dict(), state, origin)
     model.load_state_dict(state)
+
+
+def check_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], origin: str) -> None:
+    """`state` fits the state `own`: the same names and shapes, and the same types, all finite.
+    Tensors of another type (a file cast to int64) or holding NaN or inf are refused: a model
+    would load them and answer with nonsense."""
+    check_fit(own, {k: tuple(v.shape) for k, v in state.items()}, origin)
+    retyped = next((k for k in own if state[k].dtype != own[k].dtype), None)
+    if retyped is not None:
+        raise CnnlabError(
+            f"the weights in {origin} are not the model's: {retyped} holds {state[retyped].dtype}, "
+            f"the model {own[retyped].dtype}."
+        )
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if broken is not None:
+        raise CnnlabError(f"the weights in {origin} hold NaN or infinite values ({broken}); restore the file or train again.")

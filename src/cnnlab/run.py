@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text, file_sha256, load_weights, read_weights
+from cnnlab.files import atomic_write_text, check_fit, file_sha256, load_weights, read_weights, weights_shapes
 
 if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 CONFIG, PROVENANCE, WEIGHTS, BEST, CHECKPOINT, METRICS = (
     "config.toml", "provenance.json", "model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.jsonl",
 )
+# A model with more parameters (4 GB of float32) is refused before it is built: the largest
+# registered model at its paper's input (VGG-16 on 3x224x224) has 138 million.
+MAX_PARAMETERS = 1_000_000_000
 
 
 class Run:
@@ -91,37 +96,52 @@ class Run:
     @classmethod
     def load(cls, path: str | Path, weights: str = "model", model: nn.Module | None = None) -> Run:
         """Open a run: rebuild its model from config.toml and load `weights` ('model' = last
-        epoch, 'best' = best validation epoch). Pass `model` for a run that trained your own
-        nn.Module (cnnlab cannot rebuild it by name)."""
-        from cnnlab.models import build_model
+        epoch, 'best' = best validation epoch, 'none' = untrained, for a resume). Pass `model`
+        for a run that trained your own nn.Module (cnnlab cannot rebuild it by name).
+
+        Every file is checked before it is used, each problem one sentence naming the file:
+        config.toml's values, provenance.json's fields and input shape, and the weights: their
+        SHA-256 when provenance.json recorded it (a finished run), their shapes before any
+        memory is given to the model, their types and finiteness."""
         from cnnlab.config import TrainConfig
 
         path = Path(path)
+        if weights not in ("model", "best", "none"):
+            raise CnnlabError(f"weights must be 'model', 'best' or 'none', got '{weights}'.")
         if not (path / CONFIG).is_file():
             raise CnnlabError(f"{path} is not a cnnlab run (no {CONFIG}); train one with `cnnlab train --out {path}`.")
         config = TrainConfig.from_toml(path / CONFIG)
-        provenance = json.loads((path / PROVENANCE).read_text())
-        data = provenance["data"]
+        config.check(origin=str(path / CONFIG))
+        provenance = read_provenance(path / PROVENANCE)
+        file = None if weights == "none" else path / (WEIGHTS if weights == "model" else BEST)
+        if file is not None and not file.is_file():
+            raise CnnlabError(
+                f"{path} has no {file.name} yet (no epoch finished); resume it with `cnnlab train --resume {path}`."
+            )
         if model is None:
             if config.model.startswith("custom:"):
                 raise CnnlabError(
                     f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...)."
                 )
-            model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
-        if config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
+            with torch.device("meta"):  # shapes alone, no memory: refuse a model too large before building it
+                skeleton = _build(config, provenance["data"])
+            if file is not None:
+                check_fit(skeleton.state_dict(), weights_shapes(file), f"{file} (for the model provenance.json describes)")
+            elif (n := sum(p.numel() for p in skeleton.parameters())) > MAX_PARAMETERS:
+                raise CnnlabError(
+                    f"{path / PROVENANCE} describes a {config.model} of {n:,} parameters for input "
+                    f"{'x'.join(map(str, provenance['data']['input_shape']))}, more than {MAX_PARAMETERS:,}; "
+                    "restore the file from a copy."
+                )
+            model = _build(config, provenance["data"])
+        elif config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
             from cnnlab.models.private import dp_ready
 
             model = dp_ready(model)
         run = cls(path, config, provenance, model)
-        if weights not in ("model", "best", "none"):
-            raise CnnlabError(f"weights must be 'model', 'best' or 'none', got '{weights}'.")
-        if weights != "none":
-            file = path / (WEIGHTS if weights == "model" else BEST)
-            if not file.is_file():
-                raise CnnlabError(
-                    f"{path} has no {file.name} yet (no epoch finished); resume it with `cnnlab train --resume {path}`."
-                )
+        if file is not None:
             state, _ = read_weights(file)
+            run.check_recorded_hash(file)
             load_weights(model, state, str(file))
         model.eval()
         return run
@@ -142,11 +162,21 @@ class Run:
         """Stored inside each .safetensors so the file alone says what it is."""
         return {"model": self.config.model, "input_shape": list(self.input_shape), "classes": self.classes}
 
+    def check_recorded_hash(self, file: Path) -> None:
+        """Refuse a weights file whose SHA-256 is not the one provenance.json recorded for it
+        (a flipped byte, a file replaced since training); a run without records passes."""
+        recorded = self.provenance.get("weights", {}).get(file.name)
+        if recorded is not None and file_sha256(file) != recorded:
+            raise CnnlabError(
+                f"{file} is not the file this run saved: its SHA-256 differs from the one in {PROVENANCE}; "
+                f"restore it or train again (`cnnlab verify {self.path}` lists what differs)."
+            )
+
     def metrics(self) -> list[dict[str, Any]]:
-        file = self.path / METRICS
-        if not file.is_file():
-            return []
-        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        """The records of metrics.jsonl. Lines are appended in place, so a kill mid-append can
+        leave the last line cut short: it is dropped with a warning. Any other line that is not
+        a record is an error naming the file and the line."""
+        return read_metrics(self.path / METRICS)
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / METRICS, "a") as f:
@@ -253,3 +283,121 @@ class Run:
         file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(file, json.dumps(result, indent=2) + "\n")
         return file
+
+
+# -- reading a run's records ------------------------------------------------------------------
+def _build(config: TrainConfig, data: dict[str, Any]) -> nn.Module:
+    """The model config.toml and provenance.json describe, untrained (on the current device)."""
+    from cnnlab.models import build_model
+
+    model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
+    if config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
+        from cnnlab.models.private import dp_ready
+
+        model = dp_ready(model)
+    return model
+
+
+def read_provenance(file: Path) -> dict[str, Any]:
+    """provenance.json, checked: every field cnnlab reads has its type, and the input shape is
+    one a model can be built for. One sentence naming the file otherwise."""
+    try:
+        doc = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise CnnlabError(f"{file} is missing; this run cannot say what it trained on.") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise CnnlabError(f"{file} is not valid JSON ({e}); restore it from a copy or train the run again.") from None
+    problem = provenance_problem(doc)
+    if problem:
+        raise CnnlabError(f"{file} is damaged: {problem}; restore it from a copy or train the run again.")
+    return doc
+
+
+def provenance_problem(doc: object) -> str | None:
+    """What is wrong with a provenance record, or None. Only what cnnlab reads is checked."""
+    from cnnlab.data.images import check_input_shape
+
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def str_map(v: object) -> bool:
+        return isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+
+    if not isinstance(doc, dict):
+        return f"it holds a JSON {type(doc).__name__}, not an object"
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        return "it has no 'data' object"
+    classes = data.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        return "data.classes is not a list of class names"
+    try:
+        c, _, _ = check_input_shape(data.get("input_shape"), "data.input_shape")
+    except CnnlabError as e:
+        return str(e).rstrip(".")
+    for key in ("mean", "std"):
+        values = data.get(key)
+        if not (isinstance(values, list) and len(values) == c and all(number(v) for v in values)):
+            return f"data.{key} is not a list of {c} finite numbers, one per channel"
+    if not all(v > 0 for v in data["std"]):
+        return "data.std holds a value that is not above 0"
+    if not isinstance(data.get("name"), str):
+        return "data.name is not a string"
+    sizes = data.get("sizes", {})
+    if not (isinstance(sizes, dict) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes.values())):
+        return "data.sizes is not a table of image counts"
+    if not str_map(data.get("sha256", {})):
+        return "data.sha256 is not a table of SHA-256 strings"
+    if not isinstance(data.get("meta", {}), dict):
+        return "data.meta is not an object"
+    if not isinstance(doc.get("task", "classify"), str):
+        return "task is not a string"
+    if not isinstance(doc.get("finished"), (str, type(None))):
+        return "finished is not a time"
+    if not str_map(doc.get("weights", {})):
+        return "weights is not a table of SHA-256 strings"
+    privacy = doc.get("privacy")
+    if privacy is not None and not (isinstance(privacy, dict) and number(privacy.get("epsilon"))
+                                    and number(privacy.get("delta")) and isinstance(privacy.get("caveat"), str)):
+        return "privacy does not hold epsilon, delta and its caveat"
+    return None
+
+
+def read_metrics(file: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (see `Run.metrics`); [] when there is none."""
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        return []
+    except UnicodeDecodeError:
+        raise CnnlabError(f"{file} is not text (JSON lines); restore it from a copy or train the run again.") from None
+    lines = text.split("\n")  # a complete file ends with a newline: its last piece is ""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and not record_problem(record):
+            records.append(record)
+        elif number == len(lines):  # no newline after it: an append the kill cut short
+            warnings.warn(f"{file}: its last line was cut short (a training stopped while writing it); dropped it.",
+                          stacklevel=3)
+        else:
+            why = record_problem(record) if isinstance(record, dict) else "not a JSON record"
+            raise CnnlabError(f"{file} line {number} is {why}; restore the file from a copy or train the run again.")
+    return records
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with one metrics record, for the fields reports and cards read."""
+    if not isinstance(record.get("event", ""), str):
+        return "a record whose event is not a name"
+    for key, value in record.items():
+        if key in ("epoch", "step", "best_epoch") and not (isinstance(value, int) and not isinstance(value, bool)):
+            return f"a record whose {key} is not an integer"
+        if key.endswith(("_loss", "_acc")) and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            return f"a record whose {key} is not a number"
+    return None

@@ -59,15 +59,15 @@ def check_attack(attack: str) -> str:
     return attack
 
 
-def parse_eps(text: str) -> list[float]:
-    """'0.02,0.05,0.1' -> [0.02, 0.05, 0.1], each checked to be a pixel radius in [0, 1]."""
+def parse_eps(text: str, norm: str = "linf") -> list[float]:
+    """'0.02,0.05,0.1' -> [0.02, 0.05, 0.1], each checked to be a radius of `norm` in pixel space."""
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise CnnlabError(f"--eps must be numbers separated by commas, like 0.02,0.05,0.1; got '{text}'.") from None
     if not values:
         raise CnnlabError("--eps needs at least one value, like 0.02,0.05,0.1.")
-    return [check_eps(v) for v in values]
+    return [check_eps(v, norm) for v in values]
 
 
 def attack_images(

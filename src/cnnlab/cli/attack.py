@@ -26,11 +26,10 @@ def attack(
     """Robust accuracy at each eps, the accuracy-vs-eps curve and adversarial examples (saved in RUN/attack/)."""
     from cnnlab.attack.robustness import check_attack, parse_eps
     from cnnlab.attack.runs import attack_run
-    from cnnlab.perturb.checks import check_eps
     from cnnlab.run import Run
 
     check_attack(attack_name)
-    radii = parse_eps(eps) if norm == "linf" else [check_eps(float(e), norm) for e in eps.split(",") if e.strip()]
+    radii = parse_eps(eps, norm)
     if attack_name == "autoattack":
         from cnnlab.attack.reference import torchattacks
 

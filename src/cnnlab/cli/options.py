@@ -9,14 +9,25 @@ import typer
 
 from cnnlab.errors import CnnlabError
 
+
+def check_weights(value: str) -> str:
+    """model or best: an analysis of untrained weights ('none', which Run.load accepts for a
+    resume) would report numbers that look real."""
+    if value not in ("model", "best"):
+        raise CnnlabError(f"--weights must be model (last epoch) or best (best validation epoch), got '{value}'.")
+    return value
+
+
 RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run directory.")]
-Weights = Annotated[str, typer.Option(help="model (last epoch) or best (best validation epoch).")]
+Weights = Annotated[str, typer.Option(help="model (last epoch) or best (best validation epoch).", callback=check_weights)]
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
     """'3x32x32' -> (3, 32, 32): an --input option's channels x height x width."""
+    from cnnlab.data.images import check_input_shape
+
     try:
         c, h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise CnnlabError(f"--input must look like 3x32x32 (channels x height x width), got '{text}'.") from None
-    return c, h, w
+    return check_input_shape((c, h, w), f"--input {text}")

@@ -4,8 +4,10 @@ errors, caught here once, as one sentence on stderr with a non-zero exit code.""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -22,8 +24,20 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 
 def emit(doc: dict[str, Any] | list[Any]) -> None:
-    """The --json output: one document, paths and other objects as strings."""
-    print(json.dumps(doc, indent=2, default=str))
+    """The --json output: one document, paths and other objects as strings, a NaN or infinite
+    number as null (JSON has no such numbers: a parser would refuse the whole document)."""
+    print(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> Table:
@@ -41,7 +55,11 @@ def run_command(app: Callable[[], Any]) -> None:
 
     CnnlabError is what cnnlab raises for a mistake a user can fix; OSError is a path they
     gave (missing, unwritable, a full disk). With --debug (CNNLAB_DEBUG) both show the traceback.
+    A warning is one line too, `warning: ...`, without the source line Python shows by default.
     """
+    formatwarning = warnings.formatwarning
+    if not os.environ.get("CNNLAB_DEBUG"):
+        warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         app()
     except CnnlabError as e:
@@ -58,3 +76,5 @@ def run_command(app: Callable[[], Any]) -> None:
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}.", file=sys.stderr)
         sys.exit(1)
+    finally:
+        warnings.formatwarning = formatwarning

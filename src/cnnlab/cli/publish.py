@@ -21,9 +21,10 @@ def report(run_dir: RunArg, as_json: JsonFlag = False) -> None:
 def card(run_dir: RunArg, as_json: JsonFlag = False) -> None:
     """Write RUN/MODEL_CARD.md and MODEL_CARD.html (Mitchell et al. 2019) from what was measured."""
     from cnnlab.publish import write_card
-    from cnnlab.run import Run
+    from cnnlab.run import WEIGHTS, Run
 
-    files = write_card(Run.load(run_dir, weights="none"))
+    # the card reports what the weights measured: load them (checked) when there are any
+    files = write_card(Run.load(run_dir, weights="model" if (run_dir / WEIGHTS).is_file() else "none"))
     if as_json:
         emit({k: str(v) for k, v in files.items()})
         return

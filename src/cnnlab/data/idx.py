@@ -9,6 +9,8 @@ Files are usually gzipped; `read_idx` tells by the content (gzip starts with 1f 
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -20,6 +22,9 @@ from cnnlab.errors import CnnlabError
 # type code -> big-endian numpy dtype (the table on the MNIST page)
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(d).newbyteorder("="): code for code, d in _DTYPES.items()}
+# MNIST's and Fashion-MNIST's largest file unpacks to 47 MB; 1 GiB leaves room for larger IDX sets
+# (EMNIST ByClass: 547 MB) and refuses a gzip bomb before it fills the memory.
+MAX_BYTES = 1 << 30
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -32,9 +37,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(MAX_BYTES + 1)  # a few KB of gzip can unpack to gigabytes: read no more
     except (OSError, EOFError, zlib.error) as e:  # missing, unreadable, or a cut-off gzip stream
         raise CnnlabError(f"cannot read IDX file {path}: {e}.") from e
+    if len(raw) > MAX_BYTES:
+        raise CnnlabError(f"IDX file {path} unpacks to more than {MAX_BYTES:,} bytes, more than any dataset here holds.")
 
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _DTYPES:
         raise CnnlabError(f"{path} is not an IDX file (its first bytes are not 00 00 <type> <ndim>).")
@@ -43,7 +51,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(raw) < header:
         raise CnnlabError(f"IDX file {path} is truncated: it ends inside its header.")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python integers: np.prod would overflow
     if len(raw) != expected:
         raise CnnlabError(
             f"IDX file {path} is corrupt or truncated: its header promises {expected} bytes "

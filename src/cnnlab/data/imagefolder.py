@@ -67,6 +67,7 @@ def imagefolder(arg: str | None, opts: DataOptions) -> Dataset:
         splits["train"], splits["val"], splits["test"] = _subsets(splits.pop("all"), (opts.val_fraction, TEST_FRACTION))
     elif "val" not in splits:
         splits["train"], splits["val"] = _subsets(splits["train"], (opts.val_fraction,))
+    _check_no_split_empty(splits, root)
     layout = "train/ val/ test/ folders" if "val" in trees else "train/ test/ folders, val carved from train"
     return Dataset(
         name=f"imagefolder:{arg}",
@@ -132,6 +133,16 @@ def _check_every_class_kept(split: Split, classes: list[str], tree: Path) -> Non
         raise CnnlabError(
             f"class folder(s) {', '.join(empty)} in {tree} hold no readable image; add images or remove the folder."
         )
+
+
+def _check_no_split_empty(splits: dict[str, Split], root: Path) -> None:
+    """Too few images leave a split empty: no batch to train on, or a test score of NaN (the
+    mean over no image). An empty val split only means the best epoch is chosen on train."""
+    for part in ("train", "test"):
+        if len(splits[part]) == 0:
+            raise CnnlabError(
+                f"{root} has too few images for a {part} split (it would hold none); add images to each class."
+            )
 
 
 def _subsets(split: Split, fractions: tuple[float, ...]) -> list[Split]:

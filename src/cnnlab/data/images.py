@@ -34,6 +34,24 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
 MAX_PIXELS = 64_000_000
 
 
+def check_input_shape(shape: object, what: str) -> tuple[int, int, int]:
+    """`shape` as (C, H, W) of positive integers, or one sentence naming `what` gave it.
+
+    No input may hold more than the largest image read here (MAX_PIXELS, in RGB): a model
+    built for more, or a batch of such inputs, would not fit in memory."""
+    ok = (isinstance(shape, (list, tuple)) and len(shape) == 3
+          and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape))
+    if not ok:
+        raise CnnlabError(f"{what} must be an input shape of 3 positive integers (channels, height, width), got {shape!r}.")
+    c, h, w = shape  # type: ignore[misc]
+    if h * w > MAX_PIXELS or c * h * w > 3 * MAX_PIXELS:
+        raise CnnlabError(
+            f"{what} gives an input of {c}x{h}x{w}, more than the largest image cnnlab reads "
+            f"({MAX_PIXELS:,} pixels, 3 channels)."
+        )
+    return c, h, w
+
+
 def read_image(path: str | Path | BinaryIO, channels: int, size: tuple[int, int]) -> Tensor:
     """Pixels of the image at `path` as (channels, H, W) float32 in [0, 1], for size = (H, W).
     `path` may also be an open binary file (an upload in an io.BytesIO, whose `name` the error

@@ -80,8 +80,15 @@ def output_side_formula(axis: str, n: int, k: int, g: Geometry) -> str:
 
 def check_fits(image_hw: tuple[int, int], kernel_hw: tuple[int, int], g: Geometry) -> tuple[int, int]:
     """The output size (H_out, W_out), or one sentence if the kernel cannot fit even once."""
+    from cnnlab.data.images import MAX_PIXELS
+
     g.check()
     (h, w), (k1, k2) = image_hw, kernel_hw
+    if (h + 2 * g.padding) * (w + 2 * g.padding) > MAX_PIXELS:  # the padded copy is made in memory
+        raise CnnlabError(
+            f"--padding {g.padding} makes a {h + 2 * g.padding}x{w + 2 * g.padding} padded image, more than the "
+            f"{MAX_PIXELS:,} pixels of the largest image cnnlab reads; use less padding."
+        )
     span1, span2 = g.dilation * (k1 - 1) + 1, g.dilation * (k2 - 1) + 1
     if span1 > h + 2 * g.padding or span2 > w + 2 * g.padding:
         dilated = f" ({k1}x{k2} at dilation {g.dilation})" if g.dilation > 1 else ""

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -153,11 +154,10 @@ def _describe(served: Served) -> dict[str, Any]:
     from cnnlab.summary import summarize
 
     r = served.run
-    test = r.test_result() or {}
     return {
         "run": r.name, "task": served.task, "model": r.config.model, "data": r.config.data, "classes": r.classes,
         "input_shape": list(r.input_shape), "summary": summarize(served.analysis, r.input_shape, r.config.model).to_dict(),
-        "test_accuracy": test.get("test_acc"),
+        "test_accuracy": served.test_accuracy,
     }
 
 
@@ -195,7 +195,7 @@ async def explain(
     run: RunName = None,
 ) -> Response:
     """Grad-CAM (Selvaraju et al. 2017) at the last convolution, laid over the image. The class
-    explained is in the `X-Cnnlab-Target` header."""
+    explained is in the `X-Cnnlab-Target` header, percent-encoded (UTF-8)."""
     from cnnlab.explain import attribute
 
     served = await _served(request, run)
@@ -213,7 +213,8 @@ async def explain(
         return heatmap_png(x[0], heat[0].mean(0), scale=max(1, 224 // served.run.input_shape[1])), t
 
     body, t = await _analysis(served, work)
-    return Response(body, media_type="image/png", headers={"X-Cnnlab-Target": served.run.classes[t]})
+    # percent-encoded: a header is Latin-1 text on one line, a class name may be anything
+    return Response(body, media_type="image/png", headers={"X-Cnnlab-Target": quote(served.run.classes[t], safe="")})
 
 
 @router.post("/attack", summary="An adversarial version of an uploaded image and its prediction",

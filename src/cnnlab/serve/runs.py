@@ -5,9 +5,10 @@ says `?run=other`, so the lab page works on any run a user trained. A name is a 
 never a path: `../`, `/etc` or a link that leads out of the folder is an unknown run, not a
 file to open.
 
-A run is checked when it is opened, before any request uses it: an input shape a server can
-hold, finite weights, a forward pass that gives one probability per class. Then each run is
-served by two copies of its model:
+A run is checked when it is opened, before any request uses it: Run.load's checks of its files
+(finite weights of the right types, the recorded hash, a sound provenance.json and
+metrics.jsonl), an input no larger than a server holds, a forward pass that gives one score
+per class. Then each run is served by two copies of its model:
 
 - `run.model` answers `/api/predict` through a micro-batcher, lock-free: nothing ever hooks it;
 - `analysis`, a copy, takes Grad-CAM's and the explorer's hooks and the attacks' gradients,
@@ -19,6 +20,7 @@ served by two copies of its model:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import threading
 import time
@@ -31,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.run import CONFIG, WEIGHTS, Run
+from cnnlab.run import CONFIG, PROVENANCE, WEIGHTS, Run
 from cnnlab.serve.answers import ServeError
 from cnnlab.serve.batching import MicroBatcher
 
@@ -52,6 +54,7 @@ class Served:
     analysis: nn.Module
     lock: threading.Lock = field(default_factory=threading.Lock)
     forward_seconds: float = 0.0  # one pass on one image, timed at opening: what requests' costs are estimated from
+    test_accuracy: float | None = None  # what training measured at its end (metrics.jsonl)
     description: dict[str, Any] | None = None  # /api/model's answer, made on first request
     _predictor: MicroBatcher | None = None
 
@@ -93,28 +96,21 @@ def _ranked(model: nn.Module, tta: bool):  # noqa: ANN202
 
 def open_run(path: Path) -> Served:
     """Open and check the run at `path`; every problem is one CnnlabError naming the file."""
+    _check_declared_shape(path)
     try:
-        run = Run.load(path)
-        c, h, w = run.input_shape
-        classes = run.classes
+        run = Run.load(path)  # checks config.toml, provenance.json and the weights (types, finite, hash)
         task = run.task.name
+        test = run.test_result() or {}  # metrics.jsonl: a cut last line is dropped, garbage is a sentence
     except CnnlabError:
         raise
-    except Exception as e:  # noqa: BLE001  Run.load's own checks are the place for sentences; this is the net under them
+    except Exception as e:  # noqa: BLE001  Run.load's checks are the place for sentences; this is the net under them
         raise CnnlabError(
-            f"run {path.name} cannot be opened: its {CONFIG}, provenance.json or {WEIGHTS} is damaged "
-            f"({type(e).__name__}); `cnnlab verify {path.name}` checks them."
+            f"run {path.name} cannot be opened: one of its files is damaged ({type(e).__name__}); "
+            f"`cnnlab verify {path.name}` checks them."
         ) from None
-    if c not in (1, 3) or not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
-        raise CnnlabError(
-            f"run {run.name} declares input shape {c}x{h}x{w} in provenance.json; the server takes 1 or 3 channels "
-            f"of at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} pixels."
-        )
-    if not classes or not all(isinstance(k, str) for k in classes):
-        raise CnnlabError(f"run {run.name}'s provenance.json lists no class names (data.classes); the server needs them.")
-    tensors = [*run.model.parameters(), *run.model.buffers()]
-    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
-        raise CnnlabError(f"run {run.name}'s {WEIGHTS} holds NaN or infinite weights; retrain it or restore the file.")
+    c, h, w = run.input_shape
+    if c not in (1, 3):
+        raise CnnlabError(f"run {run.name} takes {c}-channel input; the server reads images as 1 (gray) or 3 (RGB) channels.")
     x = torch.zeros(1, c, h, w)
     seconds = math.inf
     with torch.inference_mode():
@@ -122,9 +118,23 @@ def open_run(path: Path) -> Served:
             start = time.perf_counter()
             out = run.model(x)
             seconds = min(seconds, time.perf_counter() - start)
-    if task == "classify" and tuple(out.shape) != (1, len(classes)):
-        raise CnnlabError(f"run {run.name}'s model gives {tuple(out.shape)[1:]} outputs for {len(classes)} classes.")
-    return Served(run, task, analysis=copy.deepcopy(run.model), forward_seconds=seconds)
+    if task == "classify" and (not isinstance(out, Tensor) or tuple(out.shape) != (1, len(run.classes))):
+        raise CnnlabError(f"run {run.name}'s model does not give one score per class for its {len(run.classes)} classes.")
+    return Served(run, task, analysis=copy.deepcopy(run.model), forward_seconds=seconds, test_accuracy=test.get("test_acc"))
+
+
+def _check_declared_shape(path: Path) -> None:
+    """Refuse an input larger than a server holds before the model is built for it: Run.load
+    accepts up to a billion parameters, which a shared server must not allocate on a request."""
+    try:
+        _, h, w = json.loads((path / PROVENANCE).read_text())["data"]["input_shape"]
+        too_large = int(h) > MAX_INPUT_SIDE or int(w) > MAX_INPUT_SIDE
+    except Exception:  # noqa: BLE001  whatever else is wrong with the file, Run.load names it
+        return
+    if too_large:
+        raise CnnlabError(
+            f"run {path.name}'s {PROVENANCE} declares input {h}x{w}; the server takes at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}."
+        )
 
 
 class RunStore:

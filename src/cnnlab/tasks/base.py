@@ -33,7 +33,8 @@ class Task:
     name: ClassVar[str]
     target: ClassVar[str]  # what one image's target is, in words (`cnnlab datasets`)
     score: ClassVar[str]  # the metric (higher is better) that picks the best epoch, e.g. "acc"
-    train_metrics: ClassVar[tuple[str, ...]]  # the names `train_sums` sums, shown while training
+    train_metrics: ClassVar[tuple[str, ...]]  # the numbers shown while training, from `train_sums`
+    train_sum_count: ClassVar[int | None] = None  # how many sums `train_sums` returns; None: one per train metric
 
     def __init__(self, classes: list[str], label_smoothing: float = 0.0) -> None:
         self.classes = list(classes)
@@ -58,6 +59,10 @@ class Task:
         the loop adds them over the epoch and over DDP ranks, and `train_summary` turns them
         into the numbers named `train_metrics`."""
         raise NotImplementedError
+
+    @property
+    def sum_count(self) -> int:
+        return len(self.train_metrics) if self.train_sum_count is None else self.train_sum_count
 
     def train_summary(self, sums: list[float], seen: int) -> dict[str, float]:
         """{name: value} of `train_metrics` from the epoch's sums over `seen` images."""

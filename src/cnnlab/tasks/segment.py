@@ -5,13 +5,13 @@ Works on any `nn.Module` that maps pixels (N, C, H, W) in [0, 1] to logits (N, K
 Targets are a `Targets` whose `mask` field (N, H, W) int64 holds each pixel's class, IGNORE
 where none is known (pixels a crop brought in from the padding); those pixels count nowhere.
 
-The numbers are those of the scene-labelling literature (Long et al. 2015, section 5;
-Shuai et al. 2016, section 5), all from one confusion matrix C over the labelled pixels
+The numbers are those of the scene-labelling literature (Long et al. 2015, section 5; the three
+that Shuai et al. 2016 report), all from one confusion matrix C over the labelled pixels
 (row = true class, column = predicted):
 
     IoU_k       = C[k, k] / (row_k + column_k - C[k, k])   mean over classes: mIoU
-    pixel_acc   = sum_k C[k, k] / sum C                    (the paper's "global accuracy")
-    class_acc   = mean_k C[k, k] / row_k                   (its "class-average accuracy")
+    pixel_acc   = sum_k C[k, k] / sum C                    (Shuai et al.'s "global accuracy")
+    class_acc   = mean_k C[k, k] / row_k                   (their "class-average accuracy")
 
 A class that is neither true nor predicted anywhere has no IoU (NaN) and is left out of the mean.
 """
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
 
 PICTURED = 12  # test images shown beside their true and predicted masks
+# Distinct colours of the classes after the background (Trubetskoy's list of 20), in order.
 COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
            "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000", "#aaffc3", "#808000"]
 
@@ -69,6 +70,7 @@ class Segment(Task):
     target = "a class per pixel"
     score = "miou"
     train_metrics = ("pixel_acc",)
+    train_sum_count = 2  # correct pixels and labelled pixels: their ratio is the pixel accuracy
 
     def loss(self, outputs: Tensor, y: Targets) -> Tensor:
         return F.cross_entropy(outputs, y.get("mask"), ignore_index=IGNORE)

@@ -113,7 +113,7 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
     data = run.load_data()  # refused if it is not the data the run started on
     for stale in path.glob(".*.tmp-*") if dist.is_main else ():  # half-written by a kill; the complete files are intact
         stale.unlink()
-    state = load_state(checkpoint) if checkpoint.exists() else None  # rank 0's state is every rank's
+    state = load_state(checkpoint, run) if checkpoint.exists() else None  # rank 0's state is every rank's
     run.provenance.setdefault("resumed", []).append(now())
     if dist.is_main:
         run.save_provenance()

@@ -9,6 +9,7 @@ The loop in fit.py only calls these parts; what varies between trainings is deci
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -129,7 +130,7 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
                 "group_loss": group_loss, "privacy": private}
     parts = Parts(task, dist, device, model, train, val, test, steps_per_epoch, drop_last, step, transform,
                   optimizer, schedule, stateful, private)
-    pos = Position(sums=[0.0] * len(task.train_metrics))
+    pos = Position(sums=[0.0] * task.sum_count)
     if state is not None:
         pos = restore(parts, state)
     return parts, pos
@@ -160,10 +161,58 @@ def checkpoint_state(parts: Parts, pos: Position, metrics_bytes: int) -> dict[st
 
 
 def restore(parts: Parts, state: dict[str, Any]) -> Position:
-    """Load a checkpoint into the parts; return its position (rank 0's, the same on every rank)."""
-    parts.model.load_state_dict(state["model"])
-    torch.set_rng_state(state["torch_rng"])
-    for name, obj in parts.stateful.items():
-        if obj is not None:
-            obj.load_state_dict(state[name])
-    return Position(**state["position"])
+    """Load a checkpoint into the parts; return its position (rank 0's, the same on every rank).
+    `load_state` checked the checkpoint against the run; what only the built parts know (the
+    steps of an epoch, the optimizer's and the schedule's own states) is checked here."""
+    pos = Position(**state["position"])
+    schedule = parts.schedule.state_dict()  # as config.toml makes it, before the checkpoint's
+    problem = position_problem(parts, pos)
+    if problem is None:
+        parts.model.load_state_dict(state["model"])
+        torch.set_rng_state(state["torch_rng"])
+        for name, obj in parts.stateful.items():
+            if obj is None:
+                continue
+            try:
+                obj.load_state_dict(state.get(name))
+            except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as e:
+                problem = f"its {name} state does not fit this run ({type(e).__name__})"
+                break
+    problem = problem or optimizer_problem(parts.optimizer) or schedule_problem(schedule, state["schedule"], pos)
+    if problem:
+        raise CnnlabError(f"the checkpoint cannot continue this run: {problem}; start it again with --overwrite.")
+    return pos
+
+
+def position_problem(parts: Parts, pos: Position) -> str | None:
+    """A position that is not one of this run's steps, or sums of another task."""
+    if pos.batch > parts.steps_per_epoch or pos.step != pos.epoch * parts.steps_per_epoch + pos.batch:
+        return (f"its position (epoch {pos.epoch}, batch {pos.batch}, step {pos.step}) is not one of a run of "
+                f"{parts.steps_per_epoch} steps per epoch")
+    if len(pos.sums) != parts.task.sum_count:
+        return f"its position holds {len(pos.sums)} sum(s), the {parts.task.name} task {parts.task.sum_count}"
+    return None
+
+
+def optimizer_problem(optimizer: torch.optim.Optimizer) -> str | None:
+    """Each parameter's optimizer state (momentum, Adam's moments) has the parameter's shape."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != p.shape:
+                    return f"its optimizer's {key} is {tuple(value.shape)} for a parameter of {tuple(p.shape)}"
+    return None
+
+
+def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str | None:
+    """The saved schedule is the one config.toml makes (the same totals, phases, milestones),
+    at the checkpoint's step: it steps once per optimizer step."""
+    counters = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step"}
+    if not isinstance(saved, dict) or set(saved) != set(made):
+        return "its schedule is not the one config.toml asks for"
+    if any(saved[k] != v for k, v in made.items() if k not in counters):
+        return "its schedule is not the one config.toml asks for (another length, rate or kind)"
+    lrs = saved["_last_lr"]
+    if saved["last_epoch"] != pos.step or not (isinstance(lrs, list) and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
+        return f"its schedule is at step {saved['last_epoch']!r}, its position at step {pos.step}"
+    return None

@@ -1,36 +1,29 @@
 // The lab page: one image (drawn or uploaded) goes to /api/predict, /api/explain, /api/attack
 // and /api/features; the explorer shows the lecture's convolution or the served model's maps.
+// Every name from the server (runs, classes, layers) is put in the page as text (common.js).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 let image = null;        // the current input as a Blob (PNG from the canvas, or the uploaded file)
 let runName = null;      // null = the run the server was started on
 
 function fail(message) { $("error").textContent = message || ""; }
 
-async function call(path, fields = {}, withImage = true) {
+function withRun(path, query = {}) {
   const url = new URL(path, location.origin);
   if (runName) url.searchParams.set("run", runName);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  return url;
+}
+
+// POST the current image (multipart field `file`) with form fields, for the named run.
+async function call(path, fields = {}, query = {}) {
   const form = new FormData();
-  if (withImage) form.append("file", image, "input.png");
+  form.append("file", image, "input.png");
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
-  const res = await fetch(url, { method: "POST", body: form });
-  if (!res.ok) {
-    const doc = await res.json().catch(() => ({ error: res.statusText }));
-    throw new Error(doc.error || res.statusText);
-  }
-  return res;
+  return api(withRun(path, query), { method: "POST", body: form });
 }
 
-async function getJson(path) {
-  const url = new URL(path, location.origin);
-  if (runName) url.searchParams.set("run", runName);
-  const res = await fetch(url);
-  const doc = await res.json();
-  if (!res.ok) throw new Error(doc.error);
-  return doc;
-}
-
+const getJson = async (path) => (await api(withRun(path))).json();
 const pct = (p) => (100 * p).toFixed(1) + "%";
 
 // ---- the model and the run selector ------------------------------------------------------
@@ -42,9 +35,9 @@ async function loadModel() {
 }
 
 async function loadRuns() {
-  const doc = await (await fetch("/api/runs")).json();
+  const doc = await (await api("/api/runs")).json();
   const select = $("run");
-  select.innerHTML = doc.runs.map((r) => `<option ${r === doc.default ? "selected" : ""}>${r}</option>`).join("");
+  select.replaceChildren(...doc.runs.map((r) => el("option", { value: r, selected: r === doc.default }, r)));
   select.onchange = async () => { runName = select.value; await loadModel().catch((e) => fail(e.message)); analyse(); };
 }
 
@@ -75,13 +68,15 @@ $("upload").onchange = (e) => {
 // ---- prediction, Grad-CAM, attack --------------------------------------------------------
 function bars(probabilities, classes) {
   const best = probabilities.indexOf(Math.max(...probabilities));
-  $("bars").innerHTML = probabilities.map((p, i) =>
-    `<span>${classes[i]}</span><div class="bar ${i === best ? "top" : ""}" style="width:${Math.max(1, 100 * p)}%"></div><span class="muted">${pct(p)}</span>`
-  ).join("");
+  $("bars").replaceChildren(...probabilities.flatMap((p, i) => [
+    el("span", {}, classes[i]),
+    el("div", { className: i === best ? "bar top" : "bar", style: `width:${Math.max(1, 100 * p)}%` }),
+    el("span", { className: "muted" }, pct(p)),
+  ]));
 }
 
 async function predict() {
-  const doc = await (await call("/api/predict")).json();
+  const doc = await (await call("/api/predict", {}, { seen: "true" })).json();
   $("top-class").textContent = doc.top[0].class;
   $("top-prob").textContent = pct(doc.top[0].probability);
   $("seen").src = doc.seen;
@@ -91,7 +86,7 @@ async function predict() {
 async function explain() {
   const res = await call("/api/explain");
   $("gradcam").src = URL.createObjectURL(await res.blob());
-  $("gradcam-target").textContent = "class " + res.headers.get("X-Cnnlab-Target");
+  $("gradcam-target").textContent = "class " + decodeURIComponent(res.headers.get("X-Cnnlab-Target"));
 }
 
 let attackSeq = 0;
@@ -104,7 +99,7 @@ async function attack() {
   $("adv-noise").src = doc.noise;
   $("adv-class").textContent = doc.adversarial[0].class;
   $("adv-prob").textContent = `${pct(doc.adversarial[0].probability)} at ε = ${Number(doc.eps).toFixed(2)}`;
-  $("adv-flipped").innerHTML = doc.flipped ? `<span class="flipped">flipped from ${doc.label}</span>` : "same as the clean image";
+  $("adv-flipped").replaceChildren(doc.flipped ? el("span", { className: "flipped" }, `flipped from ${doc.label}`) : "same as the clean image");
   $("adv-class").dataset.eps = doc.eps;
 }
 
@@ -124,15 +119,14 @@ $("method").onchange = $("eps").onchange;
 // ---- the CNN explorer --------------------------------------------------------------------
 const source = () => document.querySelector("input[name=source]:checked").value;
 document.querySelectorAll("input[name=source]").forEach((r) => r.onchange = () => {
-  $("cell").innerHTML = "";
+  $("cell").replaceChildren();
   (source() === "lecture" ? lectureExplorer() : modelExplorer()).catch((e) => fail(e.message));
 });
 
 // One map (H x W numbers) as a canvas: red positive, blue negative, scaled by `scale`.
 function mapCanvas(map, scale, absmax, numbers = false) {
   const h = map.length, w = map[0].length;
-  const c = document.createElement("canvas");
-  c.width = w * scale; c.height = h * scale;
+  const c = el("canvas", { width: w * scale, height: h * scale });
   const g = c.getContext("2d");
   for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
     const v = absmax > 0 ? map[i][j] / absmax : 0;
@@ -148,13 +142,9 @@ function mapCanvas(map, scale, absmax, numbers = false) {
   return c;
 }
 
-function column(title, canvases) {
-  const div = document.createElement("div");
-  div.className = "column";
-  div.innerHTML = `<div class="title">${title}</div>`;
-  canvases.forEach((c) => div.appendChild(c));
-  return div;
-}
+// A column of the explorer: a title (a line, and a muted second line) over its canvases.
+const column = (title, subtitle, children) =>
+  el("div", { className: "column" }, el("div", { className: "title" }, title, subtitle ? [el("br"), el("span", { className: "muted" }, subtitle)] : []), children);
 
 const absmax = (maps) => Math.max(...maps.flat(2).map(Math.abs));
 
@@ -170,25 +160,23 @@ async function lectureExplorer() {
   const ex = await getJson("/api/explorer/lecture");
   $("explorer-hint").textContent = `The lecture's convolution: a 5×5 RGB image, zero padding ${ex.padding}, ` +
     `one 3×3 kernel per channel, bias ${ex.bias}, stride ${ex.stride}. Click a cell of the output.`;
-  const cols = $("columns");
-  cols.innerHTML = "";
-  const inputs = ex.image.map((m) => mapCanvas(m, 36, 255, true));
-  cols.appendChild(column("input R, G, B (0–255)", inputs));
-  cols.appendChild(column("kernels K_R, K_G, K_B", ex.kernel.map((k) => mapCanvas(k, 36, 1, true))));
   const out = mapCanvas(ex.output[0], 36, absmax(ex.output), true);
   out.id = "conv-output";
   clickable(out, async (i, j) => showCell(await getJson(`/api/explorer/lecture/cell?i=${i}&j=${j}`)));
-  cols.appendChild(column("convolution output (click a cell)", [out]));
+  $("columns").replaceChildren(
+    column("input R, G, B (0–255)", null, ex.image.map((m) => mapCanvas(m, 36, 255, true))),
+    column("kernels K_R, K_G, K_B", null, ex.kernel.map((k) => mapCanvas(k, 36, 1, true))),
+    column("convolution output (click a cell)", null, [out]),
+  );
 }
 
 async function modelExplorer() {
-  if (!image) { $("columns").innerHTML = "<p class='muted'>Draw or upload an image first.</p>"; return; }
+  if (!image) { $("columns").replaceChildren(el("p", { className: "muted" }, "Draw or upload an image first.")); return; }
   const doc = await (await call("/api/features")).json();
-  $("explorer-hint").textContent = `Each column is a layer's feature maps (first ${16} per layer; red positive, blue negative). ` +
-    `Click a pixel of a map of ${doc.first_conv} (the first convolution) to see how it was computed.`;
-  const cols = $("columns");
-  cols.innerHTML = "";
-  for (const col of doc.columns) {
+  $("explorer-hint").textContent = `Each column is a layer's feature maps (at most 16 per layer; red positive, blue negative). ` +
+    `Click a pixel of a map of ${doc.first_conv} (the first convolution) to see how it was computed.` +
+    (doc.truncated ? " Later layers are left out: the model's maps are too many to send." : "");
+  const columns = doc.columns.map((col) => {
     const m = absmax(col.maps);
     const scale = Math.max(1, Math.floor(84 / col.shape[1]));
     const canvases = col.maps.map((map, k) => {
@@ -199,33 +187,32 @@ async function modelExplorer() {
       }
       return c;
     });
-    cols.appendChild(column(`${col.name}<br><span class="muted">${col.type} ${col.shape.join("×")}</span>`, canvases));
-  }
-  const probs = doc.probabilities.map((p, i) => `${doc.classes[i]} ${pct(p)}`).join("<br>");
-  const last = document.createElement("div");
-  last.className = "column";
-  last.innerHTML = `<div class="title">output<br><span class="muted">softmax</span></div><div class="muted">${probs}</div>`;
-  cols.appendChild(last);
+    return column(col.name, `${col.type} ${col.shape.join("×")}`, canvases);
+  });
+  const probs = (doc.probabilities || []).flatMap((p, i) => [i ? el("br") : null, `${doc.classes[i]} ${pct(p)}`]);
+  columns.push(column("output", "softmax", [el("div", { className: "muted" }, probs)]));
+  $("columns").replaceChildren(...columns);
 }
 
 const fmt = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(3));
-const table = (rows) => `<table class="grid">${rows.map((r) => `<tr>${r.map((v) => `<td>${fmt(v)}</td>`).join("")}</tr>`).join("")}</table>`;
+const table = (rows) => el("table", { className: "grid" }, rows.map((r) => el("tr", {}, r.map((v) => el("td", {}, fmt(v))))));
 
 function showCell(d) {
-  const parts = d.channels.map((name, c) => `
-    <div><b>channel ${name}</b>
-      <div class="channel">
-        <div>window<br>${table(d.window[c])}</div>
-        <div>kernel<br>${table(d.kernel[c])}</div>
-        <div>products<br>${table(d.products[c])}</div>
-      </div>
-      <div class="sum">sum = <span class="channel-sum">${fmt(d.sums[c])}</span></div>
-    </div>`).join("");
+  const parts = d.channels.map((name, c) => el("div", {},
+    el("b", {}, `channel ${name}`),
+    el("div", { className: "channel" },
+      el("div", {}, "window", el("br"), table(d.window[c])),
+      el("div", {}, "kernel", el("br"), table(d.kernel[c])),
+      el("div", {}, "products", el("br"), table(d.products[c]))),
+    el("div", { className: "sum" }, "sum = ", el("span", { className: "channel-sum" }, fmt(d.sums[c])))));
   const terms = d.sums.map(fmt).join(" + ").replaceAll("+ -", "− ");
   const where = d.layer ? `${d.layer}, output channel ${d.channel}, ` : "";
-  $("cell").innerHTML = `<h3>${where}cell (${d.cell[0]}, ${d.cell[1]})</h3><div class="detail">${parts}</div>
-    <div class="sum">${terms} + ${fmt(d.bias)} (bias) = <span id="cell-total" class="total">${fmt(d.total)}</span></div>` +
-    (d.conv2d != null ? `<div class="muted">PyTorch's conv2d gives ${fmt(d.conv2d)} at this cell.</div>` : "");
+  $("cell").replaceChildren(
+    el("h3", {}, `${where}cell (${d.cell[0]}, ${d.cell[1]})`),
+    el("div", { className: "detail" }, parts),
+    el("div", { className: "sum" }, `${terms} + ${fmt(d.bias)} (bias) = `, el("span", { id: "cell-total", className: "total" }, fmt(d.total))),
+    d.conv2d != null ? el("div", { className: "muted" }, `PyTorch's conv2d gives ${fmt(d.conv2d)} at this cell.`) : null,
+  );
 }
 
 loadRuns().then(loadModel).then(lectureExplorer).catch((e) => fail(e.message));

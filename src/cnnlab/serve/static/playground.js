@@ -1,10 +1,11 @@
 // The playground: choices -> GET /api/playground/train (server-sent events) -> boundary, loss, accuracy.
+// The stream is read with fetch, not EventSource: fetch can send the token, reads a refusal's
+// sentence, and its AbortController closes the connection, which stops the training on the server.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const plot = $("plot").getContext("2d");
 const SIZE = 400;
-let extent = 1.5, points = null, stream = null, losses = [];
+let extent = 1.5, points = null, training = null, losses = [];
 
 function fail(message) { $("error").textContent = message || ""; }
 const toPx = (v) => ((v + extent) / (2 * extent)) * SIZE;
@@ -16,13 +17,13 @@ function choices() {
 }
 
 async function init() {
-  const opts = await (await fetch("/api/playground/options")).json();
+  const opts = await (await api("/api/playground/options")).json();
   extent = opts.extent;
-  const fill = (id, values, chosen) => { $(id).innerHTML = values.map((v) => `<option ${v === chosen ? "selected" : ""}>${v}</option>`).join(""); };
+  const fill = (id, values, chosen) => { $(id).replaceChildren(...values.map((v) => el("option", { value: v, selected: v === chosen }, v))); };
   fill("dataset", opts.datasets, opts.defaults.dataset);
   fill("activation", opts.activations, opts.defaults.activation);
   fill("optimizer", opts.optimizers, opts.defaults.optimizer);
-  for (const id of ["dataset", "noise", "n"]) $(id).addEventListener("change", loadPoints);
+  for (const id of ["dataset", "noise", "n"]) $(id).addEventListener("change", () => loadPoints().catch((e) => fail(e.message)));
   $("noise").oninput = () => { $("noise-value").textContent = Number($("noise").value).toFixed(2); };
   $("n").oninput = () => { $("n-value").textContent = $("n").value; };
   $("train").onclick = train;
@@ -32,11 +33,9 @@ async function init() {
 
 async function loadPoints() {
   const c = choices();
-  const res = await fetch(`/api/playground/data?dataset=${c.dataset}&n=${c.n}&noise=${c.noise}`);
-  const doc = await res.json();
-  if (!res.ok) { fail(doc.error); return; }
+  const query = new URLSearchParams({ dataset: c.dataset, n: c.n, noise: c.noise });
+  points = await (await api(`/api/playground/data?${query}`)).json();
   fail("");
-  points = doc;
   draw(null);
 }
 
@@ -81,46 +80,64 @@ function drawLoss() {
 function panel(frame) {
   const c = frame.chosen;
   const model = c.hidden.length ? `${c.hidden.length} hidden layer(s) of ${c.hidden.join(", ")} neurons, ${c.activation}` : "logistic regression (no hidden layer)";
-  $("chosen").innerHTML = `<ul><li>model: ${model}</li><li>optimizer ${c.optimizer}, learning rate ${c.lr}, batch size ${c.batch_size}, ${c.epochs} epochs</li>` +
-    `<li>data: ${c.dataset}, ${c.n} points, noise ${c.noise}</li></ul>`;
-  $("learned").innerHTML = `<div>${frame.learned_count} numbers found by gradient descent:</div><ul>` + frame.learned.map((l) =>
-    `<li>layer ${l.layer}: ${l.neurons}×${l.inputs} weights + ${l.neurons} biases` +
-    (l.count <= 12 ? ` <code>w=${JSON.stringify(l.weights)} b=${JSON.stringify(l.biases)}</code>` : "") + "</li>").join("") + "</ul>";
+  $("chosen").replaceChildren(el("ul", {},
+    el("li", {}, `model: ${model}`),
+    el("li", {}, `optimizer ${c.optimizer}, learning rate ${c.lr}, batch size ${c.batch_size}, ${c.epochs} epochs`),
+    el("li", {}, `data: ${c.dataset}, ${c.n} points, noise ${c.noise}`)));
+  $("learned").replaceChildren(
+    el("div", {}, `${frame.learned_count} numbers found by gradient descent:`),
+    el("ul", {}, frame.learned.map((l) => el("li", {},
+      `layer ${l.layer}: ${l.neurons}×${l.inputs} weights + ${l.neurons} biases`,
+      l.count <= 12 ? [" ", el("code", {}, `w=${JSON.stringify(l.weights)} b=${JSON.stringify(l.biases)}`)] : []))));
+}
+
+function show(f) {
+  draw(f.grid, Math.round(Math.sqrt(f.grid.length)));
+  losses.push({ train: f.train_loss, test: f.test_loss });
+  drawLoss();
+  $("epoch").textContent = f.epoch;
+  $("accuracy").textContent = (100 * f.test_accuracy).toFixed(1) + "%";
+  $("train-accuracy").textContent = (100 * f.train_accuracy).toFixed(1) + "%";
+  $("train-loss").textContent = f.train_loss.toFixed(3);
+  $("test-loss").textContent = f.test_loss.toFixed(3);
+  if (f.done) {
+    panel(f);
+    $("status").textContent = "done";
+    $("accuracy").dataset.done = "1";
+  }
+}
+
+// Each event is `data: {json}` and a blank line; a chunk of the stream may end inside one.
+async function readFrames(res, onFrame) {
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value;
+    const events = buffered.split("\n\n");
+    buffered = events.pop();
+    for (const event of events) if (event.startsWith("data: ")) onFrame(JSON.parse(event.slice(6)));
+  }
 }
 
 async function train() {
   fail("");
-  if (stream) stream.close();
-  const params = new URLSearchParams(choices());
-  // A bad choice answers 400 with a sentence; EventSource cannot read it, so ask once first.
-  const check = await fetch(`/api/playground/train?${params}&epochs=1`);
-  if (!check.ok) { fail((await check.json()).error); return; }
-  await check.text();
-  await loadPoints();
+  if (training) training.abort();   // the server stops the old training when its connection closes
+  const mine = training = new AbortController();
   losses = [];
   delete $("accuracy").dataset.done;
-  $("status").textContent = "training…";
   $("train").disabled = true;
-  stream = new EventSource(`/api/playground/train?${params}`);
-  stream.onmessage = (e) => {
-    const f = JSON.parse(e.data);
-    draw(f.grid, Math.round(Math.sqrt(f.grid.length)));
-    losses.push({ train: f.train_loss, test: f.test_loss });
-    drawLoss();
-    $("epoch").textContent = f.epoch;
-    $("accuracy").textContent = (100 * f.test_accuracy).toFixed(1) + "%";
-    $("train-accuracy").textContent = (100 * f.train_accuracy).toFixed(1) + "%";
-    $("train-loss").textContent = f.train_loss.toFixed(3);
-    $("test-loss").textContent = f.test_loss.toFixed(3);
-    if (f.done) {
-      stream.close(); stream = null;
-      panel(f);
-      $("train").disabled = false;
-      $("status").textContent = "done";
-      $("accuracy").dataset.done = "1";
-    }
-  };
-  stream.onerror = () => { if (stream) { stream.close(); stream = null; $("train").disabled = false; fail("the training stream was interrupted; is the server still running?"); } };
+  try {
+    const res = await api(`/api/playground/train?${new URLSearchParams(choices())}`, { signal: mine.signal });
+    await loadPoints();
+    $("status").textContent = "training…";
+    await readFrames(res, show);
+  } catch (e) {
+    if (e.name !== "AbortError") { fail(e.message); $("status").textContent = ""; }
+  } finally {
+    if (training === mine) { training = null; $("train").disabled = false; }
+  }
 }
 
 init().catch((e) => fail(e.message));
