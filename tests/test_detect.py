@@ -141,7 +141,7 @@ def test_ssd_loss_is_torchvisions_and_one_step_lowers_it() -> None:
     ours = net.detection_loss(outputs, boxes, labels)
 
     theirs = TorchvisionSSD(net.backbone, net.anchor_generator, (96, 96), 4, head=net.head)
-    truth = [{"boxes": b[lab >= 0], "labels": lab[lab >= 0]} for b, lab in zip(boxes, labels)]
+    truth = [{"boxes": b[lab >= 0], "labels": lab[lab >= 0]} for b, lab in zip(boxes, labels, strict=True)]
     head_outputs = {"bbox_regression": outputs[..., :4], "cls_logits": outputs[..., 4:]}
     matched = net.match(boxes, labels)
     assert ((matched >= 0).sum(1) >= (labels >= 0).sum(1)).all()  # every box has at least its best default box
@@ -157,18 +157,20 @@ def test_ssd_loss_is_torchvisions_and_one_step_lowers_it() -> None:
 
 @pytest.fixture(scope="module")
 def small_shapes() -> Dataset:
-    """shapes cut to 384 training, 64 validation and 128 test scenes: a training of seconds."""
+    """shapes cut to 256 training, 64 validation and 128 test scenes."""
     data = load_data("shapes")
-    return replace(data, train=Split(data.train.x[:384], data.train.y[:384]),
+    return replace(data, train=Split(data.train.x[:256], data.train.y[:256]),
                    val=Split(data.val.x[:64], data.val.y[:64]), test=Split(data.test.x[:128], data.test.y[:128]))
 
 
+@pytest.mark.slow
 def test_yolo_learns_shapes_through_train(small_shapes: Dataset, tmp_path) -> None:
-    run = cnnlab.train(model="yolo", data=small_shapes, epochs=3, batch_size=32, optimizer="adam",
+    # Measured (seed 0, 64 steps of 16 scenes, ~80 s of CPU): test mAP@0.5 0.195; untrained 0.004
+    run = cnnlab.train(model="yolo", data=small_shapes, epochs=4, batch_size=16, optimizer="adamw", lr=0.002,
                        out=tmp_path / "yolo", quiet=True)
     test = run.test_result()
     lines = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
-    assert [line["event"] for line in lines] == ["epoch"] * 3 + ["test"]
+    assert [line["event"] for line in lines] == ["epoch"] * 4 + ["test"]
     assert "val_map_50" in lines[0] and run.provenance["task"] == "detect"
     assert test["test_map_50"] > 0.1, test
     assert set(test["test_per_class"]) == {"circle", "square", "triangle"}
@@ -179,7 +181,7 @@ def test_pictures_show_boxes_and_precision_recall(small_shapes: Dataset, yolo: n
     split = Split(small_shapes.test.x[:8], small_shapes.test.y[:8])
     files = task.pictures(task.outputs(yolo, split.x), split, tmp_path)
     assert set(files) >= {"evaluation", "boxes", "pr-circle", "pr-square", "pr-triangle"}
-    assert all(path.stat().st_size > 1000 for path in files.values())
+    assert all(path.stat().st_size > 1000 for name, path in files.items() if name != "evaluation")
     assert json.loads(files["evaluation"].read_text())["classes"] == small_shapes.classes
 
 

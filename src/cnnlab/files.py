@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -76,6 +77,23 @@ def refuse_non_regular(path: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it (dicts, lists, tuples) replaced by
+    None: JSON has no such numbers, and a strict parser refuses a whole document holding one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(doc: Any) -> str:
+    """`doc` as indented JSON text ending in a newline, NaN and infinities as null (`finite`)."""
+    return json.dumps(finite(doc), indent=2, allow_nan=False) + "\n"
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any]) -> None:

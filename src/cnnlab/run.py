@@ -7,7 +7,8 @@
       best.safetensors   learned parameters of the epoch with the best validation accuracy
       checkpoint.pt      trainer state for an exact resume (optimizer, schedule, RNG, step)
       metrics.jsonl      one JSON line per epoch, then the test result
-      evaluation.json, figures/*.png, report.html   written by `cnnlab evaluate` / `report`
+      evaluation/, figures/*.png, report.html   written by `cnnlab evaluate` / `report`
+      predict/           pictures of `cnnlab predict` (boxes, masks)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 CONFIG, PROVENANCE, WEIGHTS, BEST, CHECKPOINT, METRICS = (
     "config.toml", "provenance.json", "model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.jsonl",
 )
+PREDICT = "predict"  # the folder of `cnnlab predict`'s pictures, unless it is given another
 # A model with more parameters (4 GB of float32) is refused before it is built: the largest
 # registered model at its paper's input (VGG-16 on 3x224x224) has 138 million.
 MAX_PARAMETERS = 1_000_000_000
@@ -246,12 +248,22 @@ class Run:
         self.check_fits(tuple(x.shape[1:]), None, "the input")
         return predict_logits(self.model, x.float(), tta=self.config.tta).softmax(1)
 
-    def predict_files(self, paths: list[str | Path], k: int = 3) -> list[dict[str, Any]]:
-        """Top-k classes with probabilities for image files, converted to the run's input."""
+    def predict_files(self, paths: list[str | Path], k: int = 3, out: str | Path | None = None) -> list[dict[str, Any]]:
+        """Predictions for image files, each converted to the run's input: a classifier's top-k
+        classes with probabilities; for the other tasks what `Task.predictions` tells (a
+        detector's boxes, a segmenter's masks, in each file's own pixels) with the pictures
+        written into `out` (default RUN/predict/), named after the files."""
+        from cnnlab.data.coco import file_size
         from cnnlab.data.images import read_image
 
         c, h, w = self.input_shape
         x = torch.stack([read_image(p, c, (h, w)) for p in paths])
+        task = self.task
+        if task.name != "classify":
+            images = [read_image(p, 3, file_size(Path(p))) for p in paths]
+            outputs = task.outputs(self.model, x, tta=self.config.tta)
+            found = task.predictions(outputs, (h, w), images, picture_names(paths), Path(out or self.path / PREDICT))
+            return [{"image": str(p), **f} for p, f in zip(paths, found, strict=True)]
         probs = self.predict(x)
         top = probs.topk(min(k, probs.shape[1]), dim=1)
         return [
@@ -283,6 +295,18 @@ class Run:
         file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(file, json.dumps(result, indent=2) + "\n")
         return file
+
+
+def picture_names(paths: list[str | Path]) -> list[str]:
+    """A name for the pictures of each image file: its stem, with -2, -3... after a stem seen before."""
+    names: list[str] = []
+    for p in paths:
+        name, stem, i = Path(p).stem, Path(p).stem, 1
+        while name in names:
+            i += 1
+            name = f"{stem}-{i}"
+        names.append(name)
+    return names
 
 
 # -- reading a run's records ------------------------------------------------------------------
@@ -384,7 +408,7 @@ def read_metrics(file: Path) -> list[dict[str, Any]]:
             records.append(record)
         elif number == len(lines):  # no newline after it: an append the kill cut short
             warnings.warn(f"{file}: its last line was cut short (a training stopped while writing it); dropped it.",
-                          stacklevel=3)
+                          stacklevel=2)
         else:
             why = record_problem(record) if isinstance(record, dict) else "not a JSON record"
             raise CnnlabError(f"{file} line {number} is {why}; restore the file from a copy or train the run again.")

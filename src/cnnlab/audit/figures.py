@@ -1,4 +1,4 @@
-"""The pictures of the audits: test accuracy against what a model costs, one point per run.
+"""The pictures of the audits: test accuracy (or a task's score) against what a model costs, one point per run.
 
 Each takes plain rows and writes one PNG through `cnnlab.report.figures` (matplotlib, Agg).
 """
@@ -11,19 +11,21 @@ from typing import Any
 from cnnlab.report.figures import pyplot, save_figure
 
 
-def accuracy_vs(rows: list[dict[str, Any]], key: str, label: str, path: Path) -> Path:
-    """Test accuracy (y) against `key` (x, log scale), one labelled point per run."""
+def accuracy_vs(rows: list[dict[str, Any]], key: str, label: str, path: Path, score: str = "test_acc",
+                score_label: str = "test accuracy") -> Path:
+    """Test accuracy, or the task's `score` (y), against `key` (x, log scale), one labelled point per run."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    points = [r for r in rows if r.get(key)]
+    points = [r for r in rows if r.get(key) and r.get(score) is not None]
     for r in points:
-        ax.scatter(r[key], r["test_acc"], s=40)
-        ax.annotate(f"{r['model']}\n{r['run']}", (r[key], r["test_acc"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.scatter(r[key], r[score], s=40)
+        ax.annotate(f"{r['model']}\n{r['run']}", (r[key], r[score]), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(label)
-    ax.set_ylabel("test accuracy")
-    missing = [r["run"] for r in rows if not r.get(key)]
-    title = f"accuracy vs {label.split(' (')[0]}" + (f"\n(not measured: {', '.join(missing)})" if missing else "")
+    ax.set_ylabel(score_label)
+    missing = [r["run"] for r in rows if r not in points]
+    name = score_label.removeprefix("test ")
+    title = f"{name} vs {label.split(' (')[0]}" + (f"\n(not measured: {', '.join(missing)})" if missing else "")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.margins(y=0.2)  # room above the top point for its label

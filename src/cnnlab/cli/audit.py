@@ -87,7 +87,8 @@ def compare(
     remeasure: Annotated[bool, typer.Option(help="Measure size and speed again even if RUN/audit/size.json exists.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Accuracy vs parameters, FLOPs, latency, energy and CO2 of runs; plots accuracy vs energy and vs parameters."""
+    """Accuracy (or the task's score: mean IoU, mAP@0.5) vs parameters, FLOPs, latency, energy and CO2 of runs
+    of one task; plots it vs energy and vs parameters."""
     from cnnlab.audit.compare import compare_runs
 
     doc = compare_runs(run_dirs, out_dir, remeasure)
@@ -99,13 +100,14 @@ def compare(
         return "not measured" if v is None else format(v, fmt)
 
     rows = [
-        [r["run"], r["model"], _pct(r["test_acc"]), f"{r['params']:,}", f"{r['flops_per_image'] / 1e6:.2f}",
+        [r["run"], r["model"], _pct(r[doc["score"]]), f"{r['params']:,}", f"{r['flops_per_image'] / 1e6:.2f}",
          num(r["weights_bytes"] and r["weights_bytes"] / 1e6, ".2f"), f"{r['latency_ms_batch1']:.2f}",
          f"{r['throughput_batch256']:,.0f}", num(r["train_seconds"], ".0f"), num(r["train_kwh"], ".2e"),
          num(r["train_kg_co2eq"], ".2e")]
         for r in doc["rows"]
     ]
-    header = ["run", "model", "test acc", "params", "MFLOP/img", "MB", "ms b=1", "img/s b=256", "train s", "train kWh",
+    score = "test acc" if doc["score"] == "test_acc" else doc["score_label"]
+    header = ["run", "model", score, "params", "MFLOP/img", "MB", "ms b=1", "img/s b=256", "train s", "train kWh",
               "kg CO2eq"]
     console.print(table("compare", header, rows))
     country = next((r["country"] for r in doc["rows"] if r["country"]), None)

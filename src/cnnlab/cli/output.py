@@ -4,8 +4,8 @@ errors, caught here once, as one sentence on stderr with a non-zero exit code.""
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -26,18 +26,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 def emit(doc: dict[str, Any] | list[Any]) -> None:
     """The --json output: one document, paths and other objects as strings, a NaN or infinite
     number as null (JSON has no such numbers: a parser would refuse the whole document)."""
+    from cnnlab.files import finite  # here, not at the top: cnnlab.files brings torch, which --help never needs
+
     print(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
-
-
-def finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float inside it replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
 
 
 def table(title: str, header: list[str], rows: list[list[Any]]) -> Table:
@@ -54,7 +45,9 @@ def run_command(app: Callable[[], Any]) -> None:
     """Run the command line; a user's error becomes one line on stderr and exit 1.
 
     CnnlabError is what cnnlab raises for a mistake a user can fix; OSError is a path they
-    gave (missing, unwritable, a full disk). With --debug (CNNLAB_DEBUG) both show the traceback.
+    gave (missing, unwritable, a full disk); a failed allocation is a size they asked for (a
+    batch, an input, a model too large for this machine). With --debug (CNNLAB_DEBUG) each
+    shows the traceback.
     A warning is one line too, `warning: ...`, without the source line Python shows by default.
     """
     formatwarning = warnings.formatwarning
@@ -75,6 +68,14 @@ def run_command(app: Callable[[], Any]) -> None:
             raise
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}.", file=sys.stderr)
+        sys.exit(1)
+    except (MemoryError, RuntimeError) as e:  # numpy's MemoryError; torch's RuntimeError from its CPU allocator
+        if os.environ.get("CNNLAB_DEBUG") or not (isinstance(e, MemoryError) or "can't allocate memory" in str(e)):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(asked[1]) / 1e9:,.1f} GB at once)" if asked else ""
+        print(f"error: this machine has not enough memory for what was asked{size}; "
+              "ask for less (a smaller batch, input or model).", file=sys.stderr)
         sys.exit(1)
     finally:
         warnings.formatwarning = formatwarning

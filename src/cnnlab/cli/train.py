@@ -95,4 +95,8 @@ def train(
     if as_json:
         emit({"run": str(run.path), "config": run.config.to_dict(), **test})
         return
-    console.print(f"test accuracy [bold]{test['test_acc']:.4f}[/] (loss {test['test_loss']:.4f}); run saved in {run.path}")
+    from cnnlab.tasks.names import label
+
+    score = run.task.score
+    console.print(f"test {label(score)} [bold]{test[f'test_{score}']:.4f}[/] (loss {test['test_loss']:.4f}); "
+                  f"run saved in {run.path}")

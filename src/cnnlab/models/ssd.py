@@ -28,8 +28,6 @@ pre-trained on ImageNet, at 300 px.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -40,8 +38,7 @@ from cnnlab.models.yolo import clip_to_image, stages
 
 # The backbone up to stride 8, then one stage per further map; every map is read by the head.
 STEM = ((16,), (32,), (64, 64), (128, 128))
-MAPS = ((256, 256), (256,))  # strides 16 and 32, each entered through a 2x2 max-pool
-STRIDES = (8, 16, 32)  # of the maps the head reads
+MAPS = ((256, 256), (256,))  # strides 16 and 32, each entered through a 2x2 max-pool that rounds up
 # Default box sides as a share of the image, one per map and one past the last (torchvision's
 # `scales`; eq. 4 spaces them evenly from 0.2 to 0.9). `shapes` objects are 10-52 px wide at
 # 96 px: the 12x12 map's boxes are 14 and 20 px, the 6x6 map's 29 and 37, the 3x3 map's 48 and 61.
@@ -50,7 +47,7 @@ ASPECT_RATIOS = [[2], [2], [2]]  # per location: two squares (s_k, sqrt(s_k s_k+
 IOU_MATCH = 0.5  # a default box with IoU >= 0.5 to a true box learns it (the paper's)
 NEG_TO_POS = 3  # hard negatives per positive (the paper's 3:1)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # offsets scaled as torchvision's SSD (the paper code's variances 0.1, 0.2)
-MIN_SIDE = 32  # the stride-32 map is 1x1
+MIN_SIDE = 8  # the stem's three pools leave a 1x1 map; the further maps are 1x1 too
 
 
 class MultiScale(nn.Module):
@@ -61,7 +58,10 @@ class MultiScale(nn.Module):
         super().__init__()
         self.stem = stages(in_channels, STEM)
         widths = [STEM[-1][-1], *(stage[-1] for stage in MAPS)]
-        self.extra = nn.ModuleList(nn.Sequential(nn.MaxPool2d(2), stages(c, (stage,))) for c, stage in zip(widths, MAPS))
+        self.extra = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), stages(c, (stage,)))  # ceil: a 1x1 map stays 1x1
+            for c, stage in zip(widths[:-1], MAPS, strict=True)
+        )
         self.out_channels = widths
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -100,15 +100,18 @@ class SSD(nn.Module):
 
     def default_boxes(self, in_channels: int) -> Tensor:
         """(A, 4) x1, y1, x2, y2 in pixels, in the order of the head's outputs. The generator
-        reads only the shapes of the image and of the maps (side // stride: the pools round down),
-        so empty tensors stand for them; made on the CPU even when the model is built on the
-        meta device (to count its parameters), as a meta tensor holds no numbers."""
+        reads only the shapes of the image and of the maps, so empty tensors stand for them; made
+        on the CPU even when the model is built on the meta device (to count its parameters), as
+        a meta tensor holds no numbers."""
         from torchvision.models.detection.image_list import ImageList
 
         h, w = self.image_size
+        sides = [(h // 8, w // 8)]  # the stem's pools round down
+        for _ in MAPS:  # the further pools round up
+            sides.append((-(-sides[-1][0] // 2), -(-sides[-1][1] // 2)))
         with torch.device("cpu"):
             image = torch.empty(1, in_channels, h, w)
-            maps = [torch.empty(1, 0, h // s, w // s) for s in STRIDES]
+            maps = [torch.empty(1, 0, *side) for side in sides]
             return self.anchor_generator(ImageList(image, [self.image_size]), maps)[0]
 
     def match(self, boxes: Tensor, labels: Tensor) -> Tensor:
@@ -116,11 +119,12 @@ class SSD(nn.Module):
         boxes (N, M, 4), labels (N, M): padding (-1) and boxes with no area match nothing."""
         from torchvision.ops import box_iou
 
-        matched = torch.full((len(boxes), len(self.anchors)), -1, dtype=torch.long, device=boxes.device)
-        for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
+        anchors = self.anchors.to(boxes.device)
+        matched = torch.full((len(boxes), len(anchors)), -1, dtype=torch.long, device=boxes.device)
+        for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels, strict=True)):
             real = torch.nonzero((image_labels > 0) & (image_boxes[:, 2:] > image_boxes[:, :2]).all(1)).flatten()
             if len(real):
-                best = self.matcher(box_iou(image_boxes[real], self.anchors))  # (A,) among the real boxes, -1: none
+                best = self.matcher(box_iou(image_boxes[real], anchors))  # (A,) among the real boxes, -1: none
                 matched[i] = torch.where(best >= 0, real[best.clamp_min(0)], -1)
         return matched
 
@@ -133,7 +137,8 @@ class SSD(nn.Module):
         positive = matched >= 0
         index = matched.clamp_min(0)
         true_boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))  # (N, A, 4)
-        target = self.box_coder.encode_single(true_boxes[positive], self.anchors.expand_as(true_boxes)[positive])
+        anchors = self.anchors.to(outputs.device).expand_as(true_boxes)
+        target = self.box_coder.encode_single(true_boxes[positive], anchors[positive])
         box_loss = F.smooth_l1_loss(offsets[positive], target, reduction="sum")
         classes = torch.where(positive, labels.gather(1, index), 0)
         ce = F.cross_entropy(logits.flatten(0, 1), classes.flatten(), reduction="none").view_as(classes)
@@ -158,13 +163,16 @@ class SSD(nn.Module):
     paper="Liu, Anguelov, Erhan, Szegedy, Reed, Fu & Berg 2016, SSD: Single Shot MultiBox Detector",
     reference_input=(3, 96, 96),
     reference_classes=4,
-    reference_params=0,
+    reference_params=1_942_896,
     tasks=("detect",),
 )
 def ssd(spec: ModelSpec) -> nn.Module:
     """A small SSD: default boxes on 3 maps (strides 8, 16, 32), 4 per location (Liu et al. 2016).
 
-    ... parameters for RGB -> 4 classes (the `shapes` data set).
+    1,942,896 parameters for RGB -> 4 classes (the `shapes` data set), at any image size: the
+    same convolutions and BatchNorms as `yolo`'s backbone (1,756,080 + 2,400; the two differ by
+    their heads), and the head's 3x3 convolutions, per map 4 default boxes x (4 classes + 4
+    offsets) outputs from 128, 256 and 256 channels (with bias) 184,416.
     """
     if min(spec.height, spec.width) < MIN_SIDE:
         raise CnnlabError(f"ssd needs images of at least {MIN_SIDE}x{MIN_SIDE} pixels (got {spec.height}x{spec.width}).")

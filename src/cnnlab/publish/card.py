@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from cnnlab import energy
 from cnnlab.attack.runs import saved_results
@@ -20,7 +21,7 @@ from cnnlab.audit.runs import read_audit
 from cnnlab.explain.runs import FOLDER as EXPLAIN
 from cnnlab.explain.runs import saved_files
 from cnnlab.files import atomic_write_text
-from cnnlab.publish.evaluation import evaluation_result
+from cnnlab.publish.evaluation import evaluation_result, headline, number, per_class_table
 from cnnlab.report.blocks import Block, blocks_html, blocks_markdown, table_block
 from cnnlab.report.html import page
 from cnnlab.run import Run
@@ -59,12 +60,23 @@ def model_details(run: Run) -> list[Block]:
     return ["Written by `cnnlab card` from the files of the run.", table_block(["", ""], rows)]
 
 
+# What a model of each task does, in the words of the intended use.
+DOES = {
+    "classify": "classifies {shape} images of {data} into {n} classes",
+    "segment": "labels every pixel of {shape} images of {data} with one of {n} classes (background included)",
+    "detect": "finds objects of {n} classes (after the background) in {shape} images of {data}, as boxes with scores",
+}
+
+
 def intended_use(run: Run) -> list[Block]:
+    task = run.task.name
+    does = DOES.get(task, "learns the " + task + " task on {shape} images of {data} ({n} classes)")
+    n = len(run.classes) - (task == "detect")
     return [
         f"{NOT_MEASURED} Intended use is a statement of the model's owner, not a measurement; "
-        "cnnlab cannot know it. Edit this section. What the run implies: the model classifies "
-        f"{'x'.join(map(str, run.input_shape))} images of {run.config.data} into {len(run.classes)} classes; "
-        "it has only seen images like its training data and will answer (wrongly) for anything else.",
+        "cnnlab cannot know it. Edit this section. What the run implies: the model "
+        + does.format(shape="x".join(map(str, run.input_shape)), data=run.config.data, n=n)
+        + "; it has only seen images like its training data and will answer (wrongly) for anything else.",
     ]
 
 
@@ -77,10 +89,20 @@ def factors(run: Run) -> list[Block]:
             f"smallest group {bias['min_group_size']} images)."]
 
 
+# How the test split scores each task's model (tasks/*.py cite the sources).
+TASK_METRICS = {
+    "classify": "Accuracy (share of correct top-1 predictions); per class precision, recall, F1",
+    "segment": "Mean IoU over the classes (Long et al. 2015), global pixel accuracy and class-average accuracy "
+               "(Shuai et al. 2016), from one confusion matrix of the test pixels; per class IoU",
+    "detect": "COCO's mean average precision (Lin et al. 2014): mAP@0.5 and mAP@[.5:.95], averaged over the "
+              "classes, from torchmetrics with the pycocotools backend; per class AP and recall",
+}
+
+
 def metrics(run: Run) -> list[Block]:
-    return ["Accuracy (share of correct top-1 predictions); per class precision, recall, F1; per group accuracy, "
-            "worst-group accuracy and the largest gap (fairlearn MetricFrame); robust accuracy under attack; "
-            "membership-inference AUC and TPR at 1% FPR; energy in kWh and kg CO2eq (CodeCarbon). "
+    return [TASK_METRICS.get(run.task.name, f"The {run.task.name} task's own scores")
+            + "; per group accuracy, worst-group accuracy and the largest gap (fairlearn MetricFrame); robust accuracy "
+            "under attack; membership-inference AUC and TPR at 1% FPR; energy in kWh and kg CO2eq (CodeCarbon). "
             "Only those measured for this run appear below."]
 
 
@@ -105,18 +127,8 @@ def training_data(run: Run) -> list[Block]:
 
 
 def quantitative(run: Run) -> list[Block]:
-    blocks: list[Block] = []
     test, ev = run.test_result(), evaluation_result(run)
-    if test:
-        blocks.append(f"Test accuracy **{pct(test['test_acc'])}** (loss {test['test_loss']:.4f}, weights of the last epoch).")
-    if ev:
-        rows = [[c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
-                for c, s in ev["per_class"].items()]
-        blocks += [f"Per class (macro F1 {ev['macro_f1']:.3f}):",
-                   table_block(["class", "precision", "recall", "F1", "support"], rows)]
-    else:
-        blocks.append(f"Per-class scores: {NOT_MEASURED} Run `cnnlab evaluate {run.path}`.")
-
+    blocks = classification_scores(run, test, ev) if run.task.name == "classify" else task_scores(run, test, ev)
     blocks += bias_blocks(run)
     attacks = saved_results(run)
     if attacks:
@@ -134,6 +146,37 @@ def quantitative(run: Run) -> list[Block]:
 
     blocks += privacy_blocks(run)
     blocks += cost_blocks(run)
+    return blocks
+
+
+def classification_scores(run: Run, test: dict[str, Any] | None, ev: dict[str, Any] | None) -> list[Block]:
+    blocks: list[Block] = []
+    if test:
+        blocks.append(f"Test accuracy **{pct(test['test_acc'])}** (loss {test['test_loss']:.4f}, weights of the last epoch).")
+    if ev:
+        rows = [[c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
+                for c, s in ev["per_class"].items()]
+        blocks += [f"Per class (macro F1 {ev['macro_f1']:.3f}):",
+                   table_block(["class", "precision", "recall", "F1", "support"], rows)]
+    else:
+        blocks.append(f"Per-class scores: {NOT_MEASURED} Run `cnnlab evaluate {run.path}`.")
+    return blocks
+
+
+def task_scores(run: Run, test: dict[str, Any] | None, ev: dict[str, Any] | None) -> list[Block]:
+    """A detector's or segmenter's test scores: those training measured, and per class those
+    `cnnlab evaluate` saved (n/a: a class absent from the test split)."""
+    task = run.task.name
+    blocks: list[Block] = []
+    if test:
+        numbers = headline({k.removeprefix("test_"): v for k, v in test.items() if k.startswith("test_")}, run.task.score)
+        (name, score), *others = numbers
+        blocks.append(f"Test {name} **{number(score)}** (" + ", ".join(f"{k} {number(v)}" for k, v in others)
+                      + "; weights of the last epoch).")
+    if ev:
+        blocks += ["Per class:", table_block(*per_class_table(ev, task))]
+    else:
+        blocks.append(f"Per-class scores and pictures: {NOT_MEASURED} Run `cnnlab evaluate {run.path}`.")
     return blocks
 
 

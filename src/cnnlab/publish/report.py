@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from cnnlab.attack import report as attack_report
 from cnnlab.audit import report as audit_report
 from cnnlab.explain import report as explain_report
 from cnnlab.files import atomic_write_text
 from cnnlab.inside import report as inside_report
-from cnnlab.publish.evaluation import evaluation_dir, evaluation_result
+from cnnlab.publish.evaluation import evaluation_dir, evaluation_result, headline, number, per_class_table
 from cnnlab.report import figures
 from cnnlab.report.html import img, page, table
 from cnnlab.run import Run
+from cnnlab.tasks.names import label
 
 
 def overview(run: Run) -> str:
@@ -34,7 +36,8 @@ def overview(run: Run) -> str:
         ["status", status],
     ]
     if test:
-        rows.append(["test accuracy", f"{test['test_acc']:.4f} (weights of the last epoch)"])
+        score = run.task.score
+        rows.append([f"test {label(score)}", f"{number(test.get(f'test_{score}'))} (weights of the last epoch)"])
     return "<h2>Overview</h2>" + table(["", ""], rows)
 
 
@@ -43,13 +46,18 @@ def training(run: Run) -> str | None:
     epochs = [m for m in metrics if m.get("event") == "epoch"]
     if not epochs:
         return None
-    png = figures.training_curves(metrics, run.path / "figures" / "curves.png")
+    task = run.task
+    scores = list(dict.fromkeys([*task.train_metrics, task.score]))  # what training measured, then the score
+    loss = "detection loss" if task.name == "detect" else "cross-entropy loss"
+    png = figures.training_curves(metrics, run.path / "figures" / "curves.png", {k: label(k) for k in scores}, loss)
     rows = [
-        [m["epoch"], f"{m['train_loss']:.4f}", f"{m['train_acc']:.4f}", f"{m.get('val_loss', float('nan')):.4f}",
-         f"{m.get('val_acc', float('nan')):.4f}", f"{m['lr']:.2e}", f"{m['images_per_s']:,.0f}", f"{m['epoch_seconds']:.1f}"]
+        [m["epoch"], number(m["train_loss"]), *(number(m.get(f"train_{k}")) for k in task.train_metrics),
+         number(m.get("val_loss")), *(number(m.get(f"val_{k}")) for k in scores),
+         f"{m['lr']:.2e}", f"{m['images_per_s']:,.0f}", f"{m['epoch_seconds']:.1f}"]
         for m in epochs
     ]
-    header = ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "images/s", "seconds"]
+    header = ["epoch", "train loss", *(f"train {label(k)}" for k in task.train_metrics), "val loss",
+              *(f"val {label(k)}" for k in scores), "lr", "images/s", "seconds"]
     return "<h2>Training</h2>" + img(png, "training curves") + table(header, rows)
 
 
@@ -58,6 +66,8 @@ def evaluation(run: Run) -> str | None:
     if ev is None:
         return None
     folder = evaluation_dir(run)
+    if run.task.name != "classify":
+        return task_evaluation(run, ev, folder)
     per_class = [
         [c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
         for c, s in ev["per_class"].items()
@@ -71,6 +81,31 @@ def evaluation(run: Run) -> str | None:
         + "<h3>Confusion matrix</h3>" + img(folder / "confusion.png", "confusion matrix")
         + "<h3>Misclassified examples (most confident first)</h3>" + img(folder / "misclassified.png", "misclassified")
     )
+
+
+# The headings of a detector's and a segmenter's pictures (Task.pictures), by file name.
+PICTURES = {
+    "masks": "Test images: true and predicted masks",
+    "confusion": "Pixel confusion matrix (row: true class)",
+    "boxes": "Test images: true and predicted boxes",
+}
+
+
+def task_evaluation(run: Run, ev: dict[str, Any], folder: Path) -> str:
+    """A detector's or segmenter's evaluation: its scores, per class, and every picture it drew."""
+    task = run.task.name
+    (name, score), *others = headline(ev, run.task.score)
+    n = run.provenance["data"]["sizes"].get("test", 0)
+    parts = [
+        f"<h2>Evaluation on the test split</h2><p>{escape(name)} <b>{number(score)}</b> on {n:,} images, "
+        + ", ".join(f"{escape(k)} {number(v)}" for k, v in others) + "; n/a: a class absent from the split.</p>",
+        table(*per_class_table(ev, task)),
+    ]
+    for png in sorted(folder.glob("*.png"), key=lambda p: (p.stem not in PICTURES, p.stem)):
+        pr = png.stem.startswith("pr-")
+        heading = PICTURES.get(png.stem) or (f"Precision-recall curves: {png.stem[3:]}" if pr else png.stem)
+        parts.append(f"<h3>{escape(heading)}</h3>" + img(png, png.stem))
+    return "".join(parts)
 
 
 def model_summary(run: Run) -> str:

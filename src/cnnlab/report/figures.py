@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from cnnlab.files import atomic_write
@@ -34,6 +35,22 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
+def save_png(pixels: Tensor, path: Path) -> Path:
+    """Write pixels (C, H, W), C 1 or 3, uint8 as they are or float in [0, 1], to `path` as a
+    PNG of exactly those pixels (atomically, making its folder): a picture, or a mask whose
+    values are class indices."""
+    from PIL import Image
+
+    if pixels.is_floating_point():
+        pixels = (pixels.clamp(0, 1) * 255).round()
+    array = pixels.to(torch.uint8).cpu().permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: image.save(tmp, format="png"))
+    return path
+
+
 def pyplot() -> ModuleType:
     """matplotlib.pyplot on the Agg backend, imported only when a figure is drawn: it costs ~0.5 s."""
     import matplotlib
@@ -44,18 +61,24 @@ def pyplot() -> ModuleType:
     return plt
 
 
-def training_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
-    """Loss and accuracy per epoch, train and validation, from metrics.jsonl records."""
+def training_curves(metrics: list[dict[str, Any]], path: Path, scores: dict[str, str] | None = None,
+                    loss: str = "cross-entropy loss") -> Path:
+    """Loss and scores per epoch, train and validation where recorded, from metrics.jsonl
+    records. scores: {key: name} of the numbers on the right (default accuracy, `acc`); `loss`
+    names the loss."""
     plt = pyplot()
+    scores = scores or {"acc": "accuracy"}
     epochs = [m for m in metrics if m.get("event") == "epoch"]
     x = [m["epoch"] for m in epochs]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-        ax.plot(x, [m[f"train_{key}"] for m in epochs], "o-", label="train")
-        if epochs and f"val_{key}" in epochs[0]:
-            ax.plot(x, [m[f"val_{key}"] for m in epochs], "o-", label="validation")
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, keys, ylabel in ((ax_loss, {"loss": loss}, loss), (ax_score, scores, ", ".join(scores.values()))):
+        for key, name in keys.items():
+            for stage, stage_name in (("train", "train"), ("val", "validation")):
+                if epochs and f"{stage}_{key}" in epochs[0]:
+                    ax.plot(x, [m[f"{stage}_{key}"] for m in epochs], "o-",
+                            label=stage_name if len(keys) == 1 else f"{stage_name} {name}")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy" if key == "acc" else "cross-entropy loss")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
     return save_figure(fig, path)

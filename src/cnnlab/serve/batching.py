@@ -40,48 +40,48 @@ class MicroBatcher(Generic[Row]):
         self.wait = wait
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
-        self._start = threading.Lock()
+        self._start = threading.Lock()  # guards _queue and _worker
         self.batches = 0  # how many passes ran, and on how many inputs: what a test or a benchmark reads
         self.inputs = 0
 
     async def __call__(self, x: Tensor) -> Row:
-        self._ensure_worker()
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._queue.put((x, loop, done))
+        with self._start:
+            if self._worker is None:
+                # daemon: the server's exit never waits for it; nothing it holds needs saving
+                self._worker = threading.Thread(target=self._work, args=(self._queue,), name="cnnlab-batcher", daemon=True)
+                self._worker.start()
+            self._queue.put((x, loop, done))
         return await done
 
     def close(self) -> None:
-        """Stop the worker after the batch it is on; requests still queued get an error."""
-        self._queue.put(None)
+        """Stop the worker once the inputs already queued are computed; a later call starts a
+        new one (an app's lifespan may end and start again, as in tests)."""
+        with self._start:
+            if self._worker is not None:
+                self._queue.put(None)
+                self._queue, self._worker = queue.SimpleQueue(), None
 
-    def _ensure_worker(self) -> None:
-        if self._worker is None:
-            with self._start:
-                if self._worker is None:
-                    # daemon: the server's exit never waits for it; nothing it holds needs saving
-                    self._worker = threading.Thread(target=self._work, name="cnnlab-batcher", daemon=True)
-                    self._worker.start()
-
-    def _collect(self) -> list | None:
-        first = self._queue.get()
+    def _collect(self, inputs: queue.SimpleQueue) -> list | None:
+        first = inputs.get()
         if first is None:
             return None
         batch = [first]
         deadline = time.monotonic() + self.wait
         while len(batch) < self.max_batch:
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = inputs.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if item is None:
-                self._queue.put(None)  # stop after this batch
+                inputs.put(None)  # stop after this batch
                 break
             batch.append(item)
         return batch
 
-    def _work(self) -> None:
-        while (batch := self._collect()) is not None:
+    def _work(self, inputs: queue.SimpleQueue) -> None:
+        while (batch := self._collect(inputs)) is not None:
             try:
                 rows = self.forward(torch.cat([x for x, _, _ in batch]))
                 outcome = [(done, row, None) for (_, _, done), row in zip(batch, rows)]
@@ -97,13 +97,6 @@ class MicroBatcher(Generic[Row]):
                     loop.call_soon_threadsafe(_settle, results)
                 except RuntimeError:  # that loop has closed: its requests are gone
                     pass
-        while True:  # closed: what is still queued will not be computed
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                item[1].call_soon_threadsafe(_settle, [(item[2], None, RuntimeError("the server is stopping"))])
 
 
 def _settle(results: list) -> None:

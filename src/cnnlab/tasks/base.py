@@ -115,6 +115,14 @@ class Task:
         """The task's pictures of predictions on `split`, saved under `out` (PNG)."""
         raise NotImplementedError
 
+    def predictions(self, outputs: Tensor, size: tuple[int, int], images: list[Tensor], names: list[str],
+                    out: Path) -> list[dict[str, Any]]:
+        """What `cnnlab predict` tells of each image file: its predictions in plain terms (JSON:
+        numbers, lists, names) in the pixels of `images` (the files as they are, each (3, H, W) in
+        [0, 1]), and its pictures saved under `out` as NAME-*.png. `outputs` are the model's raw
+        outputs on the images resized to its input `size` (H, W)."""
+        raise NotImplementedError
+
 
 _TASKS: dict[str, type[Task]] = {}
 

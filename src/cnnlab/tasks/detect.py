@@ -30,7 +30,6 @@ IoU >= 0.5; AP is the area under the curve (precision interpolated at 101 recall
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from torch import Tensor, nn
 
 from cnnlab.data.targets import Targets
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text
+from cnnlab.files import atomic_write_text, json_text
 from cnnlab.tasks.base import Task, register_task
 
 if TYPE_CHECKING:
@@ -52,6 +51,7 @@ MAX_DETECTIONS = 100  # per image: COCO's limit
 CANDIDATES = 1_000  # the best-scored boxes per image that go into NMS (its cost grows with their square)
 SHOWN_SCORE = 0.5  # boxes drawn in the pictures
 PICTURED = 12  # test images in the picture of boxes
+LEGIBLE = 288  # px: the side at which a box's label reads well (3 x 96, as in the pictures of `shapes`)
 
 
 Prediction = dict[str, Tensor]  # boxes (K, 4) x1, y1, x2, y2 in pixels, scores (K,), labels (K,) int64
@@ -59,7 +59,7 @@ Prediction = dict[str, Tensor]  # boxes (K, 4) x1, y1, x2, y2 in pixels, scores 
 
 def true_boxes(y: Targets) -> list[Prediction]:
     """Each image's true boxes and labels, padding rows dropped."""
-    return [{"boxes": b[l >= 0], "labels": l[l >= 0]} for b, l in zip(y.get("boxes"), y.get("labels"))]
+    return [{"boxes": b[lab >= 0], "labels": lab[lab >= 0]} for b, lab in zip(y.get("boxes"), y.get("labels"), strict=True)]
 
 
 def select(boxes: Tensor, scores: Tensor, score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
@@ -129,6 +129,7 @@ class Detect(Task):
         )
 
     def loss(self, outputs: Tensor, y: Targets) -> Tensor:
+        y = y.to(outputs.device)  # scoring: outputs come back on the CPU, the split may be on a GPU
         return self.detector.detection_loss(outputs, y.get("boxes"), y.get("labels"))
 
     def train_sums(self, outputs: Tensor, y: Targets) -> Tensor:
@@ -144,7 +145,7 @@ class Detect(Task):
 
     def metrics(self, outputs: Tensor, y: Targets) -> dict[str, Any]:
         """loss, map, map_50 and per_class {class: {ap, ap_50, recall}}."""
-        got = summary(coco_evaluation(self.decode(outputs), true_boxes(y)), self.classes)
+        got = summary(coco_evaluation(self.decode(outputs), true_boxes(y.to(outputs.device))), self.classes)
         return {"loss": self.loss(outputs, y).item(), **got}
 
     def decode(self, outputs: Tensor, score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
@@ -152,7 +153,7 @@ class Detect(Task):
         """Raw outputs -> each image's detections {boxes (K, 4) x1, y1, x2, y2 in pixels,
         scores (K,), labels (K,)}, best first (see `select`)."""
         boxes, scores = self.detector.candidates(outputs)
-        return [select(b, s, score_threshold, nms_iou, max_detections) for b, s in zip(boxes, scores)]
+        return [select(b, s, score_threshold, nms_iou, max_detections) for b, s in zip(boxes, scores, strict=True)]
 
     def check_model(self, model: nn.Module, data: Dataset) -> None:
         self.bind(model)
@@ -171,19 +172,42 @@ class Detect(Task):
         boxes (boxes.png), and a precision-recall curve per class (pr-CLASS.png)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        predictions, targets = self.decode(outputs), true_boxes(split.y)
+        predictions, targets = self.decode(outputs), true_boxes(split.y.to(outputs.device))
         result = coco_evaluation(predictions, targets)
         numbers = {"loss": self.loss(outputs, split.y).item(), **summary(result, self.classes), "classes": self.classes}
-        atomic_write_text(out / "evaluation.json", json.dumps(numbers, indent=2) + "\n")
+        atomic_write_text(out / "evaluation.json", json_text(numbers))
         files = {"evaluation": out / "evaluation.json"}
         files["boxes"] = box_grid(split.x[:PICTURED], targets[:PICTURED], predictions[:PICTURED], self.classes, out / "boxes.png")
         files |= precision_recall_curves(result, self.classes, out)
         return files
 
+    def predictions(self, outputs: Tensor, size: tuple[int, int], images: list[Tensor], names: list[str],
+                    out: Path) -> list[dict[str, Any]]:
+        """Each image's detections scored SHOWN_SCORE or more, best first, as boxes x1, y1,
+        x2, y2 in the image's own pixels with a class and a score, and the image with them
+        drawn (NAME-boxes.png, enlarged to about LEGIBLE pixels when smaller, so the labels read)."""
+        from cnnlab.report import save_png
+
+        h, w = size
+        found = []
+        for detected, image, name in zip(self.decode(outputs, score_threshold=SHOWN_SCORE), images, names, strict=True):
+            height, width = image.shape[1:]
+            boxes = detected["boxes"] * torch.tensor([width / w, height / h, width / w, height / h])
+            scale = max(1, LEGIBLE // max(height, width))
+            picture = draw_boxes(image, {**detected, "boxes": boxes}, self.classes, scale)
+            labels, scores = detected["labels"].tolist(), detected["scores"].tolist()
+            found.append({
+                "boxes": [{"box": b, "class": self.classes[k], "score": s}
+                          for b, k, s in zip(boxes.tolist(), labels, scores, strict=True)],
+                "picture": str(save_png(picture, Path(out) / f"{name}-boxes.png")),
+            })
+        return found
+
 
 def draw_boxes(image: Tensor, found: Prediction, classes: list[str], scale: int = 3) -> Tensor:
     """image (C, H, W) in [0, 1], enlarged `scale` times so the labels are legible, with the
     boxes drawn (each class in its colour, its score after the name when it has one) -> (3, sH, sW)."""
+    from matplotlib import font_manager
     from torchvision.utils import draw_bounding_boxes
 
     from cnnlab.tasks.segment import COLOURS
@@ -193,9 +217,12 @@ def draw_boxes(image: Tensor, found: Prediction, classes: list[str], scale: int 
     labels = found["labels"].tolist()
     names = [classes[k] for k in labels]
     if "scores" in found:
-        names = [f"{n} {s:.2f}" for n, s in zip(names, found["scores"].tolist())]
+        names = [f"{n} {s:.2f}" for n, s in zip(names, found["scores"].tolist(), strict=True)]
     colours = [COLOURS[(k - 1) % len(COLOURS)] for k in labels]
-    return draw_bounding_boxes(rgb, found["boxes"] * scale, names, colors=colours, width=2).float() / 255
+    if labels:  # torchvision warns when asked to draw no box
+        font = font_manager.findfont("DejaVu Sans")  # matplotlib's own font: legible names (PIL's default is 6 px)
+        rgb = draw_bounding_boxes(rgb, found["boxes"] * scale, names, colors=colours, width=3, font=font, font_size=16)
+    return rgb.float() / 255
 
 
 def box_grid(x: Tensor, targets: list[Prediction], predictions: list[Prediction], classes: list[str], path: Path) -> Path:
@@ -203,7 +230,7 @@ def box_grid(x: Tensor, targets: list[Prediction], predictions: list[Prediction]
     from cnnlab.report import image_grid
 
     panels, titles = [], []
-    for image, true, found in zip(x, targets, predictions):
+    for image, true, found in zip(x, targets, predictions, strict=True):
         shown = {k: v[found["scores"] >= SHOWN_SCORE] for k, v in found.items()}
         panels += [draw_boxes(image, true, classes), draw_boxes(image, shown, classes)]
         titles += ["true", f"predicted (score >= {SHOWN_SCORE:g})"]

@@ -18,10 +18,9 @@ A class that is neither true nor predicted anywhere has no IoU (NaN) and is left
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,7 @@ from torch import Tensor
 
 from cnnlab.data.targets import IGNORE, Targets
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text
+from cnnlab.files import atomic_write_text, json_text
 from cnnlab.tasks.base import Task, register_task
 from cnnlab.tasks.classify import confusion_matrix
 
@@ -123,13 +122,33 @@ class Segment(Task):
         mask = split.y.get("mask")
         confusion = pixel_confusion(outputs, mask)
         results = {**self.metrics(outputs, split.y), "classes": self.classes, "confusion": confusion.tolist()}
-        atomic_write_text(out / "evaluation.json", json.dumps(results, indent=2) + "\n")
+        atomic_write_text(out / "evaluation.json", json_text(results))
         shown = slice(0, PICTURED)
         return {
             "evaluation": out / "evaluation.json",
             "confusion": draw_confusion(confusion, self.classes, out / "confusion.png"),
             "masks": mask_grid(split.x[shown], mask[shown], self.decode(outputs[shown]), self.classes, out / "masks.png"),
         }
+
+    def predictions(self, outputs: Tensor, size: tuple[int, int], images: list[Tensor], names: list[str],
+                    out: Path) -> list[dict[str, Any]]:
+        """Each image's class map at the image's own size (nearest neighbour: every pixel keeps
+        a class the model gave), as a PNG of class indices, 0 the background (NAME-mask.png),
+        and drawn over the image (NAME-overlay.png); and the share of its pixels each class takes."""
+        from cnnlab.report import save_png
+
+        if len(self.classes) > 256:
+            raise CnnlabError(f"a mask PNG holds 256 class indices at most; this run has {len(self.classes)} classes.")
+        found = []
+        for cmap, image, name in zip(self.decode(outputs), images, names, strict=True):
+            cmap = F.interpolate(cmap[None, None].float(), size=tuple(image.shape[1:]), mode="nearest")[0, 0].long()
+            share = torch.bincount(cmap.flatten(), minlength=len(self.classes)) / cmap.numel()
+            found.append({
+                "mask": str(save_png(cmap[None], Path(out) / f"{name}-mask.png")),
+                "picture": str(save_png(overlay(image, cmap, len(self.classes)), Path(out) / f"{name}-overlay.png")),
+                "pixels": {c: v for c, v in zip(self.classes, share.tolist(), strict=True) if v > 0},
+            })
+        return found
 
 
 def overlay(image: Tensor, mask: Tensor, num_classes: int, alpha: float = 0.7) -> Tensor:

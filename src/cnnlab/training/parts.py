@@ -180,7 +180,7 @@ def restore(parts: Parts, state: dict[str, Any]) -> Position:
                 break
     problem = problem or optimizer_problem(parts.optimizer) or schedule_problem(schedule, state["schedule"], pos)
     if problem:
-        raise CnnlabError(f"the checkpoint cannot continue this run: {problem}; start it again with --overwrite.")
+        raise CnnlabError(f"checkpoint.pt cannot continue this run: {problem}; start it again with --overwrite.")
     return pos
 
 
