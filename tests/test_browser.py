@@ -158,3 +158,58 @@ def test_playground_trains_and_shows_the_accuracy(page, server, shots) -> None:
     page.fill("#lr", "-1")
     page.click("#train")
     page.wait_for_function("document.querySelector('#error').textContent.includes('learning rate')")
+
+
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+
+@pytest.fixture(scope="module")
+def hostile_server(trained_run, tmp_path_factory):
+    """A server whose run's classes, and a sibling run's folder, are named to run script if
+    the page ever put them in as HTML."""
+    import json
+    import shutil
+
+    import uvicorn
+
+    from cnnlab.serve import create_app
+
+    folder = tmp_path_factory.mktemp("hostile")
+    served = folder / "lab"
+    shutil.copytree(trained_run.path, served)
+    shutil.copytree(trained_run.path, folder / HOSTILE)
+    doc = json.loads((served / "provenance.json").read_text())
+    doc["data"]["classes"] = [f"<img src=x onerror=window.__xss={k}>" for k in range(10)]
+    (served / "provenance.json").write_text(json.dumps(doc))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    web = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=web.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not web.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    web.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_hostile_class_and_run_names_render_as_text(page, hostile_server, digits, tmp_path) -> None:
+    png, label = digit_png(digits, 5)
+    (tmp_path / "digit.png").write_bytes(png)
+    page.goto(hostile_server + "/")
+    page.wait_for_function("document.querySelector('#run').options.length === 2")
+    assert sorted(page.eval_on_selector_all("#run option", "os => os.map((o) => o.textContent)")) == sorted([HOSTILE, "lab"])
+    page.set_input_files("#upload", str(tmp_path / "digit.png"))
+    page.wait_for_function("document.querySelector('#top-class').textContent !== '–'")
+    assert page.inner_text("#top-class") == f"<img src=x onerror=window.__xss={label}>"
+    page.wait_for_function("document.querySelector('#gradcam-target').textContent !== '–'")
+    assert page.inner_text("#gradcam-target") == f"class <img src=x onerror=window.__xss={label}>"
+    page.wait_for_function("document.querySelector('#adv-class').dataset.eps === '0'")
+    page.check("input[name=source][value=model]")
+    page.wait_for_selector("canvas.clickable[data-channel='0']")
+    assert f"<img src=x onerror=window.__xss={label}>" in page.inner_text("#columns")
+    assert page.locator("img[src=x]").count() == 0  # no element was made from a name
+    assert page.evaluate("window.__xss") is None

@@ -242,3 +242,38 @@ def test_real_server_survives_1000_malformed_uploads(trained_run, digits) -> Non
         server.terminate()
         server.wait(timeout=30)
     assert server.returncode in (0, -15)  # uvicorn stops cleanly on SIGTERM
+
+
+def test_predict_takes_the_image_as_the_body_too(client, digits) -> None:
+    png, label = digit_png(digits, 2)
+    multipart = client.post("/api/predict", files={"file": ("d.png", png, "image/png")}).json()
+    raw = client.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
+    assert raw.status_code == 200 and raw.json() == multipart and raw.json()["top"][0]["class"] == str(label)
+    assert "seen" not in raw.json()  # the picture of the input costs a PNG encoding: only when asked
+    seen = client.post("/api/predict?seen=true", content=png, headers={"Content-Type": "image/png"}).json()["seen"]
+    assert Image.open(io.BytesIO(base64.b64decode(seen.split(",")[1]))).size == (112, 112)
+    r = client.post("/api/predict", content=b"hello", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and "Content-Type image/png" in r.json()["error"]
+    r = client.post("/api/predict", content=b"hello", headers={"Content-Type": "image/png"})
+    assert r.status_code == 400 and "is not an image" in r.json()["error"]
+
+
+def test_requests_arriving_together_share_forward_passes(trained_run, digits) -> None:
+    import asyncio
+
+    from cnnlab.serve.uploads import read_upload
+
+    app = create_app(trained_run.path)
+    pngs = [digit_png(digits, k)[0] for k in range(24)]
+
+    async def together() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://lab") as http:
+            return await asyncio.gather(*(http.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
+                                          for png in pngs))
+
+    answers = asyncio.run(together())
+    batcher = app.state.store.default.predictor
+    assert batcher.inputs == 24 and batcher.batches < 24  # some passes served several requests
+    for png, answer in zip(pngs, answers):  # and each request got its own image's row back
+        expected = trained_run.predict(read_upload(png, "d.png", trained_run.input_shape))[0].tolist()
+        assert answer.json()["probabilities"] == pytest.approx(expected, abs=2e-6)

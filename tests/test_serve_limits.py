@@ -125,6 +125,7 @@ def train(base: str, params: dict, seconds: float, first_frame: threading.Event 
         return r.status_code
 
 
+@pytest.mark.slow
 def test_40_maximal_trainings_leave_predict_answering_within_a_second(server, digits) -> None:
     png, label = digit_png(digits)
     with httpx.Client(base_url=server, timeout=30) as http:
@@ -152,6 +153,7 @@ def test_40_maximal_trainings_leave_predict_answering_within_a_second(server, di
         assert status == 200
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_server_within_seconds_even_while_it_trains(trained_run) -> None:
     port = free_port()
     process = cnnlab_process("serve", trained_run.path, "--port", port)

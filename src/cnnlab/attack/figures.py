@@ -56,14 +56,16 @@ def adversarial_examples(
 
 def accuracy_vs_eps(
     curves: dict[str, list[tuple[float, float]]], path: Path, title: str = "", norm: str = "linf",
+    ylabel: str = "accuracy under attack",
 ) -> Path:
-    """Accuracy (y) against eps (x), one line per label: {"pgd-20": [(0, .90), (0.1, .02)], ...}."""
+    """Accuracy (or another score in [0, 1], named by `ylabel`: a detector's mAP, a segmenter's
+    mIoU) (y) against eps (x), one line per label: {"pgd-20": [(0, .90), (0.1, .02)], ...}."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
     for label, points in curves.items():
         ax.plot([e for e, _ in points], [a for _, a in points], "o-", label=label)
     ax.set_xlabel(f"eps ({'L-inf' if norm == 'linf' else 'L2'} radius, pixels in [0, 1])")
-    ax.set_ylabel("accuracy under attack")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()

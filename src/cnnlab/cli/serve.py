@@ -33,11 +33,15 @@ def serve(
     """Serve a trained run: HTTP API (predict, explain, attack) with OpenAPI at /docs, and the lab page."""
     from cnnlab.serve.server import listen
 
-    listen(run_dir, host, port, token=token, cors=cors or (), workers=workers, announce=lambda line: console.print(f"lab: {line}", markup=False, highlight=False))
+    listen(run_dir, host, port, token=token, cors=cors or (), workers=workers, announce=_announce("lab"))
 
 
 def playground(host: Host = "127.0.0.1", port: Port = 8000, token: Token = None, cors: Cors = None) -> None:
     """Train small networks on 2-D toy data in the browser (logistic regression vs hidden layers)."""
     from cnnlab.serve.server import listen
 
-    listen(None, host, port, token=token, cors=cors or (), announce=lambda line: console.print(f"playground: {line}", markup=False, highlight=False))
+    listen(None, host, port, token=token, cors=cors or (), announce=_announce("playground"))
+
+
+def _announce(page: str):  # noqa: ANN202
+    return lambda line: console.print(f"{page}: {line}", markup=False, highlight=False)  # markup off: [::1] is an address

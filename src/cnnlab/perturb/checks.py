@@ -28,10 +28,16 @@ def check_eps(eps: float, norm: str = "linf") -> float:
 
 
 def check_batch(x: Tensor, y: Tensor) -> None:
-    if x.ndim != 4:
-        raise CnnlabError(f"images must be a batch shaped (N, C, H, W), got shape {tuple(x.shape)}.")
+    """Images (N, C, H, W) in [0, 1] and their labels (N,)."""
+    check_images(x)
     if y.ndim != 1 or len(y) != len(x):
         raise CnnlabError(f"labels must be shaped ({len(x)},) to match the images, got {tuple(y.shape)}.")
+
+
+def check_images(x: Tensor) -> None:
+    """Images (N, C, H, W) in [0, 1]: what every attack perturbs, whatever its targets."""
+    if x.ndim != 4:
+        raise CnnlabError(f"images must be a batch shaped (N, C, H, W), got shape {tuple(x.shape)}.")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise CnnlabError(
             f"images must hold pixels in [0, 1] (got {x.min().item():.3g} to {x.max().item():.3g}); "

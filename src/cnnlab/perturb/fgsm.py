@@ -9,21 +9,29 @@ Targeted (Kurakin et al. 2017): step *down* the loss of the target class instead
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.perturb.checks import check_batch, check_eps
 
+# A task's loss: raw outputs and targets -> a scalar to climb (`Task.loss` is one).
+Loss = Callable[[Tensor, Any], Tensor]
 
-def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """d loss / d x, (N, C, H, W). The loss is summed, not averaged, so each image's gradient
-    does not shrink with the batch size. Only the input's gradient is asked for, so autograd
-    skips every weight gradient and `.grad` of the parameters is left untouched."""
+
+def input_gradient(model: nn.Module, x: Tensor, y: Any, loss: Loss | None = None) -> Tensor:
+    """d loss / d x, (N, C, H, W). `loss(outputs, y)` -> a scalar; None: cross-entropy with
+    labels y (N,), summed, not averaged, so each image's gradient does not shrink with the batch
+    size. Only the input's gradient is asked for, so autograd skips every weight gradient and
+    `.grad` of the parameters is left untouched."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        outputs = model(x)
+        value = F.cross_entropy(outputs, y, reduction="sum") if loss is None else loss(outputs, y)
+        (grad,) = torch.autograd.grad(value, x)
     return grad
 
 

@@ -8,40 +8,50 @@ step that raises the loss, and project back onto the ball and the pixel range [0
 
 With steps=1, step_size=1.25*eps and a random start this is "FGSM with random start"
 (Wong, Rice & Kolter 2020, Algorithm 3), the fast adversarial training attack.
+
+The loss is a classifier's cross-entropy unless `loss` names another: a detector's own loss on
+the true boxes (climbing it makes the detector miss them) or a segmenter's per-pixel one.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from cnnlab.perturb.checks import check_batch, check_eps
-from cnnlab.perturb.fgsm import input_gradient
+from cnnlab.perturb.checks import check_batch, check_eps, check_images
+from cnnlab.perturb.fgsm import Loss, input_gradient
 from cnnlab.errors import CnnlabError
 
 
 def pgd(
     model: nn.Module,
     x: Tensor,
-    y: Tensor,
+    y: Any,
     eps: float,
     steps: int = 20,
     step_size: float | None = None,
     norm: str = "linf",
     random_start: bool = True,
     targeted: bool = False,
+    loss: Loss | None = None,
 ) -> Tensor:
     """Adversarial images (N, C, H, W) in [0, 1] within `eps` of `x` (L-inf or L2).
 
     x: (N, C, H, W) pixels in [0, 1] on the model's device; y: (N,) true labels (untargeted:
-    push away from them) or target labels (targeted: pull towards them).
+    push away from them) or target labels (targeted: pull towards them); with `loss`, whatever
+    targets it takes (`Task.loss`: `Targets` of boxes or masks), and the loss it gives is climbed.
     step_size defaults to 2.5 * eps / steps, the choice of Madry et al.'s `robustness` library:
     enough to cross the ball 2.5 times, so a start at its edge can still reach the far side.
     The model is used in the mode it is in (`model.eval()` for evaluation; adversarial
     training keeps it in train mode, as the papers' code does).
     """
     eps = check_eps(eps, norm)
-    check_batch(x, y)
+    if loss is None:
+        check_batch(x, y)
+    else:
+        check_images(x)
     if steps < 1:
         raise CnnlabError(f"steps must be at least 1, got {steps}.")
     a = 2.5 * eps / steps if step_size is None else step_size
@@ -55,14 +65,14 @@ def pgd(
         x_adv = x0 + _random_start(x0, eps, norm) if random_start and eps > 0 else x0.clone()
         x_adv = torch.clamp(x_adv, low, high)
         for _ in range(steps):
-            g = input_gradient(model, x_adv, y)  # (N, C, H, W)
+            g = input_gradient(model, x_adv, y, loss)  # (N, C, H, W)
             x_adv = torch.clamp(x_adv.add_(g.sign_(), alpha=sign * a), low, high)
         return x_adv.detach()
 
     delta = _random_start(x0, eps, norm) if random_start and eps > 0 else torch.zeros_like(x0)
     delta = (x0 + delta).clamp_(0, 1) - x0  # keep x0 + delta a valid image
     for _ in range(steps):
-        g = input_gradient(model, x0 + delta, y)  # (N, C, H, W)
+        g = input_gradient(model, x0 + delta, y, loss)  # (N, C, H, W)
         delta = _l2_project(delta + sign * a * g / _l2(g).clamp_min(1e-12), eps)
         delta = (x0 + delta).clamp_(0, 1) - x0
     return (x0 + delta).detach()

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from cnnlab.errors import CnnlabError
 
+
 class ServeError(CnnlabError):
     """A request the server refuses, with its HTTP status (400 unless said)."""
 

@@ -103,7 +103,7 @@ def conv_cell(
 
 
 def _lecture() -> tuple[Tensor, Tensor]:
-    """The lecture's image (3, 5, 5) and filter (3, 3, 3), float64, from issue #3's worked example."""
+    """The lecture's image (3, 5, 5) and filter (3, 3, 3), float64, from its worked example."""
     from cnnlab.inside.conv import LECTURE_IMAGE, LECTURE_KERNEL
 
     return torch.from_numpy(LECTURE_IMAGE).double(), torch.from_numpy(LECTURE_KERNEL).double()
@@ -137,7 +137,9 @@ def model_cell(model: nn.Module, x: Tensor, channel: int, i: int, j: int) -> dic
     """
     name, conv = first_conv(model)
     if isinstance(conv.padding, str) or conv.groups != 1 or conv.padding_mode != "zeros":
-        raise CnnlabError(f"{name} uses padding '{conv.padding}'/groups {conv.groups}; the explorer works out plain zero-padded convolutions only.")
+        raise CnnlabError(
+            f"{name} uses padding '{conv.padding}'/groups {conv.groups}; the explorer works out plain zero-padded convolutions only."
+        )
     if not 0 <= channel < conv.out_channels:
         raise CnnlabError(f"{name} has output channels 0 to {conv.out_channels - 1}, not {channel}.")
     # copies: LeNet's in-place ReLU would otherwise overwrite the output with its own

@@ -22,7 +22,6 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from cnnlab.errors import CnnlabError

@@ -18,7 +18,7 @@ import torch
 
 from cnnlab import energy
 from cnnlab.errors import CnnlabError
-from cnnlab.files import save_weights
+from cnnlab.files import finite, save_weights
 from cnnlab.provenance import now
 from cnnlab.run import BEST, CHECKPOINT, METRICS, WEIGHTS, Run
 from cnnlab.training import distributed
@@ -125,7 +125,8 @@ def finish(run: Run, parts: Parts, pos: Position) -> None:
     if distributed.context().is_main:
         with energy.track(run.path, "evaluation"):
             scores = parts.task.evaluate(parts.model, parts.test, tta=run.config.tta)
-        run.log({"event": "test", **{f"test_{k}": v for k, v in scores.items()}, "best_epoch": pos.best_epoch})
+        per_class = {k: finite(v) for k, v in scores.items() if isinstance(v, dict)}  # a class absent from the split: null
+        run.log({"event": "test", **{f"test_{k}": v for k, v in {**scores, **per_class}.items()}, "best_epoch": pos.best_epoch})
         if parts.private is not None:
             run.provenance["privacy"] = parts.private.record()
             parts.private.close()

@@ -13,12 +13,11 @@ half an hour of one core, which a page left open should not be able to ask of a 
 
 from __future__ import annotations
 
+import math
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import math
-import threading
 
 import torch
 import torch.nn.functional as F
