@@ -538,6 +538,23 @@ def _few_scenes(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object
     return {}
 
 
+def _few_context_scenes(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import context_scenes
+
+    monkeypatch.setattr(context_scenes, "TRAIN_VAL", 20)  # scenes, instead of 1,200 and 300
+    monkeypatch.setattr(context_scenes, "TEST", 10)
+    return {"image_size": 32}
+
+
+def _few_fashion_scenes(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import fashion_scenes
+
+    write_mnist_files(root, n_train=60, n_test=20)
+    monkeypatch.setattr(fashion_scenes, "TRAIN_VAL", 20)  # scenes, instead of 2,400 and 600
+    monkeypatch.setattr(fashion_scenes, "TEST", 10)
+    return {"data_dir": root}
+
+
 def _coco_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     from test_coco import write_coco_folder
 
@@ -548,8 +565,10 @@ def _coco_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
 SMALL_DATA = {
     "cifar10": _cifar_files,
     "coco": _coco_folder,
+    "context-scenes": _few_context_scenes,
     "digits": _embedded,
     "fashion-mnist": _idx_files,
+    "fashion-scenes": _few_fashion_scenes,
     "imagefolder": _image_folder,
     "mnist": _idx_files,
     "shapes": _few_scenes,

@@ -96,3 +96,48 @@ def test_the_lectures_quiz(client) -> None:
 def test_config_check_names_the_problem() -> None:
     with pytest.raises(CnnlabError, match="batch size"):
         PlaygroundConfig(n=100, batch_size=500).check()
+
+
+def test_a_training_is_bounded_by_its_steps() -> None:
+    assert PlaygroundConfig(n=400, batch_size=16, epochs=100).steps == 100 * 13  # 200 training points in 13 batches
+    with pytest.raises(CnnlabError, match="2,000,000 steps, over the limit of 20,000; choose fewer epochs or a larger batch"):
+        PlaygroundConfig(dataset="spirals", n=2000, epochs=2000, batch_size=1).check()
+
+
+def test_a_stopped_training_ends_at_its_next_step() -> None:
+    import threading
+
+    from cnnlab.serve.playground.train2d import train_frames
+
+    stop = threading.Event()
+    frames = []
+    for frame in train_frames(PlaygroundConfig(epochs=100, batch_size=1), stop):
+        frames.append(frame)
+        stop.set()
+    assert len(frames) == 1 and not frames[0].get("done")
+
+
+def test_trainings_beyond_the_limit_are_answered_429_until_one_ends() -> None:
+    import asyncio
+
+    from cnnlab.serve.answers import ServeError
+    from cnnlab.serve.playground.api import Trainings
+
+    async def scenario() -> list[str]:
+        trainings = Trainings(limit=1)
+        first = trainings.start(PlaygroundConfig(epochs=100, n=400, batch_size=1).check())
+        with pytest.raises(ServeError) as refused:
+            trainings.start(PlaygroundConfig(epochs=5).check())
+        assert refused.value.status == 429 and "1 trainings are running already" in str(refused.value)
+        event = await anext(first)
+        await first.aclose()  # the client leaves: the training stops at its next step and frees its place
+        for _ in range(200):
+            try:
+                events = [e async for e in trainings.start(PlaygroundConfig(epochs=5).check())]
+                return [event, *events]
+            except ServeError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("the stopped training kept its place")
+
+    events = asyncio.run(scenario())
+    assert events[0].startswith("data: ") and json.loads(events[-1][6:])["done"]

@@ -69,6 +69,13 @@ class Run:
 
         return get_task(self.provenance.get("task", "classify"), self.classes).bind(self.model)
 
+    def require_classifier(self, what: str) -> None:
+        """One sentence when `what` (an analysis of class labels and probabilities) is asked of a
+        run that learned another task."""
+        task = self.provenance.get("task", "classify")
+        if task != "classify":
+            raise CnnlabError(f"{what} applies to classification runs only, and run {self.name} learned the {task} task.")
+
     # -- creating and opening -------------------------------------------------------------
     @classmethod
     def create(

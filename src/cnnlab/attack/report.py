@@ -6,6 +6,7 @@ from html import escape
 from pathlib import Path
 
 from cnnlab.attack.runs import saved_results
+from cnnlab.attack.tasks import SCORE_NAMES
 from cnnlab.report.html import img, table
 from cnnlab.run import Run
 
@@ -21,15 +22,24 @@ def section(run: Run) -> str | None:
         if cfg.adversarial != "none" else "This model had standard (not adversarial) training."
     )
     parts = [
-        "<h2>Robustness</h2><p>Accuracy when each test image is replaced by the worst image an attack "
-        f"finds within eps of it (pixels in [0, 1]). {trained}</p>"
+        "<h2>Robustness</h2><p>Accuracy (for a detector mAP@0.5, for a segmenter mIoU) when each test image "
+        f"is replaced by the worst image an attack finds within eps of it (pixels in [0, 1]). {trained}</p>"
     ]
     for r in results:
         label = f"{r['attack']}-{r['steps']}" if r["attack"] == "pgd" else r["attack"]
-        rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['accuracy']:.4f}"] for p in r["points"]]
+        if "metric" in r:  # a detector or segmenter: its own score, under PGD on its own loss
+            score = SCORE_NAMES.get(r["metric"], r["metric"])
+            rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['score']:.4f}", f"{p['loss']:.4g}"]
+                    for p in r["points"]]
+            header = ["eps", score, "loss"]
+        else:
+            score = "accuracy"
+            rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['accuracy']:.4f}"] for p in r["points"]]
+            header = ["eps", "accuracy"]
         parts.append(f"<h3>{escape(label)} ({escape(r['norm'])}) on {r['n']} {escape(r['split'])} images of "
-                     f"{escape(r['data'])}</h3>" + table(["eps", "accuracy"], rows))
-        for key, alt in (("curve", "accuracy against eps"), ("examples", "original, perturbation, adversarial")):
-            if Path(r["files"][key]).is_file():
-                parts.append(img(Path(r["files"][key]), alt))
+                     f"{escape(r['data'])}</h3>" + table(header, rows))
+        for key, file in r["files"].items():
+            alt = f"{score} against eps" if key == "curve" else "original, perturbation, adversarial" if key == "examples" else key
+            if Path(file).is_file():
+                parts.append(img(Path(file), alt))
     return "".join(parts)

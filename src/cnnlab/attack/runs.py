@@ -2,7 +2,10 @@
 
     cnnlab attack RUN --attack pgd --eps 0.02,0.05,0.1
 
-writes RUN/attack/<attack>-<norm>/{robustness.json, accuracy_vs_eps.png, examples.png};
+writes RUN/attack/<attack>-<norm>/{robustness.json, accuracy_vs_eps.png, examples.png}; a
+detection or segmentation run is attacked by PGD on its own loss (`attack.tasks`) and writes
+RUN/attack/pgd-linf/{robustness.json, score_vs_eps.png, eps-<largest>/ (the task's pictures of
+the attacked images)};
 `saved_results` reads the records back for the report's Robustness section and the model card.
 """
 
@@ -16,6 +19,7 @@ import torch
 
 from cnnlab.attack.figures import accuracy_vs_eps, adversarial_examples
 from cnnlab.attack.robustness import attack_images, check_attack, robust_accuracy
+from cnnlab.attack.tasks import SCORE_NAMES, robust_scores
 from cnnlab.errors import CnnlabError
 from cnnlab.files import slug
 from cnnlab.perturb.checks import check_eps
@@ -52,7 +56,15 @@ def attack_run(
         raise CnnlabError(f"--n must be at least 1 image, got {n}.")
     if steps < 1:
         raise CnnlabError(f"--steps must be at least 1, got {steps}.")
+    task = run.task
+    if task.name != "classify" and (attack, norm) != ("pgd", "linf"):
+        raise CnnlabError(
+            f"run {run.name} learned the {task.name} task, which is attacked by L-inf PGD on its own loss only "
+            f"(fgsm and autoattack attack a classifier's labels); use --attack pgd --norm linf."
+        )
     dataset = data if data is not None else run.load_data()
+    if task.name != "classify":
+        return task_attack_run(run, radii, steps, n, split, dataset, seed)
     part = run.split(dataset, split)
     x, y = part.x[:n], part.y[:n]
     model = run.model.eval()
@@ -69,6 +81,35 @@ def attack_run(
         "trained_adversarially": run.config.adversarial != "none",
         "points": [p.to_dict() for p in result.points],
         "files": {"curve": str(curve), "examples": str(picture)},
+    }
+    run.save_result(f"{FOLDER}/{folder.name}/{RESULT}", record)
+    return record
+
+
+def task_attack_run(run: Run, eps: Sequence[float], steps: int, n: int, split: str, dataset: Any,
+                    seed: int = 0) -> dict[str, Any]:
+    """A detection or segmentation run under PGD on its own loss (`attack.tasks.robust_scores`):
+    its score (mAP@0.5, mIoU) and loss at each eps on the first `n` images of `split`, the curve,
+    and the task's pictures of the images attacked at the largest eps."""
+    from cnnlab.data import Split
+
+    part = run.split(dataset, split)
+    x, y = part.x[:n], part.y[:n]
+    task = run.task
+    result = robust_scores(run.model, task, x, y, eps, steps=steps, seed=seed)
+    folder = attack_dir(run, "pgd", "linf", dataset.name)
+    name = SCORE_NAMES.get(result.metric, result.metric)
+    curve = accuracy_vs_eps({f"pgd-{steps}": [(p.eps, p.score) for p in result.points]}, folder / "score_vs_eps.png",
+                            title=f"{run.name}: {len(x)} {split} images of {dataset.name}", ylabel=f"{name} under attack")
+    largest = result.points[-1].eps
+    pictures = task.pictures(result.outputs, Split(result.adversarial, y), folder / f"eps-{largest:g}")
+    record = {
+        "run": str(run.path), "task": task.name, "attack": "pgd", "norm": "linf", "steps": steps,
+        "data": dataset.name, "split": split, "n": result.n, "seed": seed, "metric": result.metric,
+        "trained_adversarially": run.config.adversarial != "none",
+        "points": [p.to_dict() for p in result.points],
+        "files": {"curve": str(curve), **{f"eps-{largest:g} {k}": str(v) for k, v in pictures.items()
+                                           if Path(v).suffix == ".png" and not k.startswith("pr-")}},
     }
     run.save_result(f"{FOLDER}/{folder.name}/{RESULT}", record)
     return record

@@ -36,6 +36,7 @@ def bias_run(run: Run, groups: str | None = None, split: str = "test") -> dict[s
     from cnnlab.data.groups import groups_for
     from cnnlab.tasks.classify import predict_logits
 
+    run.require_classifier("a bias audit (accuracy per group)")
     data = run.load_data()
     part = run.split(data, split)
     ids, names, described = groups_for(groups, data.name, data.classes, part.x, part.y)
@@ -49,6 +50,7 @@ def privacy_run(run: Run, n: int = 2000, reference: Run | None = None, seed: int
     """Membership inference with n members (training split) and n non-members (test split)."""
     from cnnlab.audit.privacy import membership_inference
 
+    run.require_classifier("a membership-inference audit (per-image cross-entropy of the true label)")
     data = run.load_data()
     n = min(n, len(data.train), len(data.test))
     if n < 50:

@@ -23,9 +23,11 @@ def attack(
     seed: Annotated[int, typer.Option(help="Seed of the random starts.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Robust accuracy at each eps, the accuracy-vs-eps curve and adversarial examples (saved in RUN/attack/)."""
+    """Robust accuracy at each eps, the accuracy-vs-eps curve and adversarial examples (saved in RUN/attack/);
+    a detector's mAP@0.5 or a segmenter's mIoU under PGD on its own loss."""
     from cnnlab.attack.robustness import check_attack, parse_eps
     from cnnlab.attack.runs import attack_run
+    from cnnlab.attack.tasks import SCORE_NAMES
     from cnnlab.run import Run
 
     check_attack(attack_name)
@@ -45,9 +47,10 @@ def attack(
         emit(record)
         return
     label = f"{attack_name}-{steps}" if attack_name == "pgd" else attack_name
-    rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['accuracy']:.4f}", f"{p['seconds']:.1f}"]
-            for p in record["points"]]
+    metric = SCORE_NAMES.get(record.get("metric", "accuracy"), record.get("metric", "accuracy"))
+    rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p.get('score', p.get('accuracy')):.4f}",
+             f"{p['seconds']:.1f}"] for p in record["points"]]
     console.print(table(f"{label} ({norm}) on {record['n']} {split} images of {record['data']}",
-                        ["eps", "accuracy", "seconds"], rows))
+                        ["eps", metric, "seconds"], rows))
     for name, path in record["files"].items():
         console.print(f"{name}: {path}")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ def explain(
     method: Annotated[str, typer.Option(
         help="saliency, integrated-gradients, gradcam, occlusion, a comma list, or all.")] = "all",
     target: Annotated[str | None, typer.Option(help="Explain this class (name or index) instead of the predicted one.")] = None,
-    layer: Annotated[str | None, typer.Option(help="Grad-CAM layer (a module name); default: the last conv.")] = None,
+    layer: Annotated[str | None, typer.Option(
+        help="Grad-CAM layer (a module name); default: the last conv of the backbone.")] = None,
+    box: Annotated[int, typer.Option("--box", help="Detection runs: explain the K-th detected box (0: the top one).")] = 0,
     sanity: Annotated[bool, typer.Option("--sanity", help="Run the randomization and deletion checks on test images.")] = False,
     n: Annotated[int, typer.Option("--n", help="--sanity: how many test images (picked at random, seeded).")] = 32,
     seed: Annotated[int, typer.Option(help="--sanity: seed of the sample and of the re-initialised model.")] = 0,
@@ -28,7 +30,8 @@ def explain(
         "--out", help="Grid PNG to write (default RUN/explain/attributions.png).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Which pixels made the prediction: a PNG grid of heatmaps per method; --sanity: can they be trusted."""
+    """Which pixels made the prediction: a PNG grid of heatmaps per method; --sanity: can they be trusted.
+    A detection run: Grad-CAM of one detected box's score; a segmentation run: of a class over its pixels."""
     from cnnlab.explain.runs import explain_files, parse_methods, sanity_run
     from cnnlab.explain.sanity import FLAG_RHO
     from cnnlab.run import Run
@@ -49,16 +52,38 @@ def explain(
                             rows))
         console.print("lower deletion AUC than random = the map found pixels the prediction needs")
     else:
-        record = explain_files(run, images or [], methods, target, layer, out_file)
+        if box < 0:
+            raise CnnlabError("--box must be 0 (the top box) or more.")
+        record = explain_files(run, images or [], methods, target, layer, out_file, box)
         if as_json:
             emit(record)
             return
-        rows = [[Path(r["image"]).name, r["predicted"], f"{r['probability']:.3f}", r["explained_class"],
-                 " ".join(f"{m}@{s['peak'][0]},{s['peak'][1]}" for m, s in r["methods"].items())] for r in record["images"]]
-        console.print(table(f"explanations by {run.name}",
-                            ["image", "predicted", "probability", "explained", "peak (row,col)"], rows))
+        if "task" in record:
+            _print_task_explanation(run.name, record)
+        else:
+            _print_explanation(run.name, record)
     for name, path in record["files"].items():
         console.print(f"{name}: {path}")
+
+
+def _print_explanation(run_name: str, record: dict[str, Any]) -> None:
+    rows = [[Path(r["image"]).name, r["predicted"], f"{r['probability']:.3f}", r["explained_class"],
+             " ".join(f"{m}@{s['peak'][0]},{s['peak'][1]}" for m, s in r["methods"].items())] for r in record["images"]]
+    console.print(table(f"explanations by {run_name}",
+                        ["image", "predicted", "probability", "explained", "peak (row,col)"], rows))
+
+
+def _print_task_explanation(run_name: str, record: dict[str, Any]) -> None:
+    if record["task"] == "detect":
+        rows = [[Path(r["image"]).name, f"{r['rank']}: {r['class']} {r['score']:.3f}",
+                 "[" + ", ".join(f"{v:.0f}" for v in r["box"]) + "]", f"{r['share_inside_box']:.0%}"]
+                for r in record["images"]]
+        head = ["image", "box (rank: class score)", "x1, y1, x2, y2", "Grad-CAM inside the box"]
+    else:
+        rows = [[Path(r["image"]).name, r["class"], r["region_pixels"], f"{r['share_inside_region']:.0%}"]
+                for r in record["images"]]
+        head = ["image", "class", "its pixels", "Grad-CAM inside them"]
+    console.print(table(f"Grad-CAM by {run_name}", head, rows))
 
 
 def influence(

@@ -66,6 +66,7 @@ LOOKS = {
     "buildings": ((0.45, 0.45, 0.50), (0.25, 0.25, 0.30)),
 }
 JITTER = 0.08
+CHUNK = 256  # scenes drawn at once, as in shapes.py
 
 
 @register_dataset("context-scenes", "beaches and streets whose sand and road look alike, 96x96 RGB; a class per pixel")
@@ -98,8 +99,16 @@ def context_scenes(arg: str | None, opts: DataOptions) -> Dataset:
 
 
 def scenes(n: int, seed: int, side: int = SIDE) -> tuple[Tensor, Targets]:
-    """n scenes: images (n, 3, side, side) in [0, 1] and their Targets (mask, boxes, labels)."""
+    """n scenes: images (n, 3, side, side) in [0, 1] and their Targets (mask, boxes, labels),
+    drawn CHUNK scenes at a time so the working set stays small."""
     g = torch.Generator().manual_seed(seed)
+    parts = [_draw(min(CHUNK, n - i), side, g) for i in range(0, n, CHUNK)]
+    x = torch.cat([p[0] for p in parts])
+    fields = {name: torch.cat([p[1].get(name) for p in parts]) for name in parts[0][1].fields}
+    return x, Targets(fields, parts[0][1].kinds)
+
+
+def _draw(n: int, side: int, g: torch.Generator) -> tuple[Tensor, Targets]:
     street = torch.rand(n, generator=g) < 0.5
     region = _regions(street, side, g)  # (n, side, side) class of each pixel before the objects
     ground = texture(_looks("ground", n, g), side, g)

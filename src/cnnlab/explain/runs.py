@@ -2,6 +2,8 @@
 files into RUN/explain/ (PNG figures, JSON numbers, safetensors arrays) and return a record
 that the CLI prints; `saved` and `saved_files` read them back for the report and the card.
 
+    RUN/explain/attributions.png      heatmaps of image files; Grad-CAM of a box or a class region
+                                      for detection and segmentation runs       (`cnnlab explain IMG`)
     RUN/explain/sanity.json           randomization and deletion checks  (`cnnlab explain --sanity`)
     RUN/explain/influence-IMG.json    TracIn proponents and opponents    (`cnnlab influence --image`)
     RUN/explain/self-influence.json   TracIn self-influence ranking      (`cnnlab influence --self`)
@@ -96,15 +98,21 @@ def _summary(a: Tensor) -> dict[str, Any]:
 
 def explain_files(
     run: Run, paths: list[Path], methods: list[str], target: str | None = None, layer: str | None = None,
-    out: Path | None = None,
+    out: Path | None = None, box: int = 0,
 ) -> dict[str, Any]:
-    """Attribute each method on image files; write the grid PNG and the arrays."""
+    """Attribute each method on image files; write the grid PNG and the arrays. A detection or
+    segmentation run: Grad-CAM of a box or a class region (`task_explain_files`)."""
     from safetensors.torch import save_file
 
     if not paths:
         raise CnnlabError("give at least one image file to explain (or --sanity).")
     if layer is not None:
         find_layer(run.model, layer)  # a wrong name fails before any work, whatever the methods
+    if run.task.name != "classify":
+        if methods not in (list(METHODS), ["gradcam"]):
+            raise CnnlabError(f"run {run.name} learned the {run.task.name} task, whose outputs are explained by "
+                              "Grad-CAM only; use --method gradcam.")
+        return task_explain_files(run, paths, target, layer, box, out)
     x = _read(run, paths)
     pred, probs, titles = _titles(run, x)
     chosen = parse_target(run, target)
@@ -125,8 +133,72 @@ def explain_files(
     return {"run": str(run.path), "images": images, "files": {"grid": str(png), "arrays": str(arrays)}}
 
 
+def task_explain_files(run: Run, paths: list[Path], target: str | None = None, layer: str | None = None,
+                       box: int = 0, out: Path | None = None) -> dict[str, Any]:
+    """Grad-CAM on image files for a detection run (the score of each image's `box`-th detected
+    box, best first, at any score) or a segmentation run (a class's logits summed over the pixels
+    predicted as it, the whole image where none is; the class: `target`, or else the class,
+    background aside, that takes most pixels); the grid PNG (the box drawn) and the maps."""
+    from safetensors.torch import save_file
+
+    from cnnlab.explain.gradcam import box_gradcam, chosen_boxes, region_gradcam
+    from cnnlab.models import eval_mode
+
+    task, model = run.task, run.model
+    x = _read(run, paths)
+    with eval_mode(model):
+        with torch.no_grad():
+            outputs = model(x)
+        if task.name == "detect":
+            found = task.decode(outputs, score_threshold=0.0)
+            chosen = chosen_boxes(task.detector, outputs, found, box)
+            maps = box_gradcam(model, task.detector, x, chosen, layer)
+        elif task.name == "segment":
+            predicted = task.decode(outputs)  # (N, H, W)
+            chosen_class = parse_target(run, target)
+            if chosen_class is None:
+                counts = torch.stack([torch.bincount(p.flatten(), minlength=len(run.classes)) for p in predicted])
+                counts[:, 0] = torch.where(counts[:, 1:].sum(1) > 0, -1, counts[:, 0])  # background: only if alone
+                cls = counts.argmax(1)
+            else:
+                cls = torch.full((len(x),), chosen_class, dtype=torch.long)
+            region = predicted == cls[:, None, None]
+            region[region.flatten(1).sum(1) == 0] = True  # a class predicted nowhere: the whole image
+            maps = region_gradcam(model, x, cls, region, layer)
+        else:
+            raise CnnlabError(f"the {task.name} task has no Grad-CAM here; explain a classify, detect or segment run.")
+
+    images, shown, titles = [], [], []
+    for i, p in enumerate(paths):
+        heat = maps[i, 0]
+        if task.name == "detect":
+            from cnnlab.tasks.detect import draw_boxes
+
+            k = box
+            b, label, score = found[i]["boxes"][k], int(found[i]["labels"][k]), float(found[i]["scores"][k])
+            x1, y1, x2, y2 = b.round().long().tolist()
+            inside = heat[max(y1, 0):max(y2, 0), max(x1, 0):max(x2, 0)].sum() / heat.sum().clamp_min(1e-12)
+            row = {"box": b.tolist(), "class": run.classes[label], "score": score, "rank": k,
+                   "share_inside_box": float(inside)}
+            shown.append(draw_boxes(x[i], {"boxes": b[None], "labels": torch.tensor([label])}, run.classes, scale=1))
+            titles.append(f"box {k}: {run.classes[label]} {score:.2f}")
+        else:
+            c = int(cls[i])
+            row = {"class": run.classes[c], "region_pixels": int(region[i].sum()),
+                   "share_inside_region": float((heat * region[i]).sum() / heat.sum().clamp_min(1e-12))}
+            shown.append(x[i])
+            titles.append(f"{run.classes[c]}: {row['region_pixels']} px")
+        images.append({"image": str(p), **row, "gradcam": _summary(maps[i])})
+    png = Path(out) if out else folder(run) / "attributions.png"
+    figures.attribution_grid(torch.stack(shown), {"gradcam": maps}, titles, png, [Path(p).name for p in paths])
+    arrays = png.with_suffix(".safetensors")
+    atomic_write(arrays, lambda tmp: save_file({"gradcam": maps.contiguous()}, str(tmp)))
+    return {"run": str(run.path), "task": task.name, "images": images, "files": {"grid": str(png), "arrays": str(arrays)}}
+
+
 def sanity_run(run: Run, n: int = 32, seed: int = 0, layer: str | None = None) -> dict[str, Any]:
     """Randomization and deletion checks on n test images picked at random (seeded)."""
+    run.require_classifier("explain --sanity (checks of class attribution maps)")
     test = run.load_data().test
     if len(test) == 0:
         raise CnnlabError(f"{run.name}'s dataset has no test images to check explanations on.")
@@ -149,6 +221,7 @@ def sanity_run(run: Run, n: int = 32, seed: int = 0, layer: str | None = None) -
 def influence_run(run: Run, image: Path, k: int = 8) -> dict[str, Any]:
     """The k training images with the most positive (proponents) and most negative
     (opponents) TracIn influence on the run's prediction for `image`."""
+    run.require_classifier("TracIn influence (gradients of the predicted class's loss)")
     checkpoints = kept_checkpoints(run.path)
     train = run.load_data().train
     x = _read(run, [image])
@@ -177,6 +250,7 @@ def influence_run(run: Run, image: Path, k: int = 8) -> dict[str, Any]:
 def self_influence_run(run: Run, k: int = 16) -> dict[str, Any]:
     """Training images ranked by TracIn self-influence: the top k are the first to inspect
     for wrong labels."""
+    run.require_classifier("TracIn self-influence (gradients of each image's label loss)")
     checkpoints = kept_checkpoints(run.path)
     train = run.load_data().train
     scores = self_influence(run.model, checkpoints, train.x, train.y)

@@ -48,7 +48,7 @@ LAMBDA_COORD, LAMBDA_NOOBJ = 5.0, 0.5  # the paper's weights (section 2.2)
 BOXES_PER_CELL = 2  # the paper's B
 # Stages of 3x3 convolutions, a 2x2 max-pool before each stage but the first: stride 16 at the
 # end. At 16 px a cell, 2.8% of the objects in `shapes` share their cell with another (YOLO
-# keeps one object per cell); a 32 px cell would lose 14.7%.
+# keeps one object per cell, so about half of those are lost); at 32 px a cell, 14.7% would.
 WIDTHS = ((16,), (32,), (64, 64), (128, 128), (256, 256, 256))
 MIN_SIDE = 16  # four pools: a 1x1 grid
 
