@@ -23,6 +23,7 @@ import argparse
 import io
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -166,6 +167,7 @@ def main() -> None:
     p.add_argument("--plain", action="store_true", help="run the plain server only (on --port), until stopped")
     p.add_argument("--port", type=int, default=8001)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))  # so that `finally` stops the servers
 
     if args.plain:
         import uvicorn

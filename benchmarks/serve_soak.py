@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import struct
 import sys
 import threading
@@ -79,6 +80,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=600)
     p.add_argument("--clients", type=int, default=8)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))  # so that `finally` stops the servers
 
     from cnnlab.run import Run
 

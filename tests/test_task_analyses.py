@@ -20,7 +20,7 @@ from PIL import Image
 import cnnlab
 from cnnlab.attack.tasks import robust_scores, task_pgd
 from cnnlab.data import shapes as shapes_module
-from cnnlab.explain.gradcam import box_gradcam, chosen_boxes, region_gradcam
+from cnnlab.explain.gradcam import backbone_layer, box_gradcam, chosen_boxes, region_gradcam
 from cnnlab.models import eval_mode
 from cnnlab.run import Run
 
@@ -71,6 +71,7 @@ def test_gradcam_of_the_top_box_has_the_image_shape_and_lights_its_box(detect_ru
         chosen = chosen_boxes(task.detector, outputs, found)
         maps = box_gradcam(model, task.detector, x, chosen)
     assert maps.shape == (3, 1, SIDE, SIDE) and (maps >= 0).all()
+    assert backbone_layer(model) == "net.features.conv4_3"  # the backbone's last, not the 1x1 head
     _, scores = task.detector.candidates(outputs)
     for i, detected in enumerate(found):
         assert scores[i, chosen[i, 0], chosen[i, 1]] == detected["scores"][0]  # the very box NMS ranked first
@@ -149,6 +150,7 @@ REFUSED = {
     "influence": ("influence", "{run}", "--self"),
     "explain --sanity": ("explain", "{run}", "--sanity", "--n", "2"),
     "explain saliency": ("explain", "{run}", "{image}", "--method", "saliency"),
+    "influence --image": ("influence", "{run}", "--image", "{image}"),
     "attack fgsm": ("attack", "{run}", "--attack", "fgsm", "--eps", "0.1"),
     "attack pgd l2": ("attack", "{run}", "--norm", "l2", "--eps", "0.5"),
 }

@@ -20,7 +20,8 @@ guess. Rare small objects (0-2 per scene, balls and crates of 3-6 px radius, any
 detection task its boxes and the class map two small classes.
 
 96x96 by default, not smaller: at 64 px the fcn's receptive field spans the whole image and the
-strip is never out of its sight. The 1,500 scenes at 96 px take 0.5 s of one core (torch 2.9).
+strip is never out of its sight. The 1,500 scenes at 96 px take 4.2 s of CPU (12 s wall, 2 cores shared with
+other busy processes; torch 2.9).
 
 Targets (see targets.py), one image each:
 

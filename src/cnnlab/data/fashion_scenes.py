@@ -6,7 +6,8 @@ Vollgraf 2017), 28x28 each, at random places on a dark, lightly textured backgro
 less than MIN_VISIBLE in view is drawn again. An item's pixels are those brighter than THRESHOLD
 in its own image; they give its mask, and its box is the tight box around its visible pixels.
 Training scenes take their items from Fashion-MNIST's training file, test scenes from its test
-file. The 3,000 scenes at 64 px take about 1 s of one core (torch 2.9), after reading the files.
+file. Loading (reading the files and drawing the 3,000 scenes at 64 px) took 21.5 s of CPU, 116 s
+wall, while the 2 cores were heavily shared with other processes (torch 2.9).
 
 Targets (see targets.py), one image each:
 

@@ -38,9 +38,10 @@ HEADS = ("head", "scores")
 
 
 def backbone_layer(model: nn.Module) -> str:
-    """The name of the last Conv2d outside the model's head (HEADS): for a classifier, simply its last."""
-    heads = tuple(f"{h}." for h in HEADS)
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and not n.startswith(heads)]
+    """The name of the last Conv2d outside the model's head (HEADS, at any depth: cnnlab wraps its
+    nets, `net.head`): for a classifier, simply its last."""
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and not any(part in HEADS for part in n.split("."))]
     if not names:
         return find_layer(model, None, hint=" to explain; name one with --layer (layer=...)")[0]
     return names[-1]

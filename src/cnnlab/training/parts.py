@@ -165,7 +165,8 @@ def restore(parts: Parts, state: dict[str, Any]) -> Position:
     `load_state` checked the checkpoint against the run; what only the built parts know (the
     steps of an epoch, the optimizer's and the schedule's own states) is checked here."""
     pos = Position(**state["position"])
-    schedule = parts.schedule.state_dict()  # as config.toml makes it, before the checkpoint's
+    # the optimizer and schedule as config.toml makes them, before the checkpoint's are loaded
+    optimizer, schedule = parts.optimizer.state_dict(), parts.schedule.state_dict()
     problem = position_problem(parts, pos)
     if problem is None:
         parts.model.load_state_dict(state["model"])
@@ -178,7 +179,8 @@ def restore(parts: Parts, state: dict[str, Any]) -> Position:
             except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as e:
                 problem = f"its {name} state does not fit this run ({type(e).__name__})"
                 break
-    problem = problem or optimizer_problem(parts.optimizer) or schedule_problem(schedule, state["schedule"], pos)
+    problem = (problem or optimizer_problem(optimizer, state["optimizer"], parts.optimizer)
+               or schedule_problem(schedule, state["schedule"], pos))
     if problem:
         raise CnnlabError(f"checkpoint.pt cannot continue this run: {problem}; start it again with --overwrite.")
     return pos
@@ -194,14 +196,32 @@ def position_problem(parts: Parts, pos: Position) -> str | None:
     return None
 
 
-def optimizer_problem(optimizer: torch.optim.Optimizer) -> str | None:
-    """Each parameter's optimizer state (momentum, Adam's moments) has the parameter's shape."""
-    for group in optimizer.param_groups:
+def optimizer_problem(made: dict[str, Any], saved: dict[str, Any], loaded: torch.optim.Optimizer) -> str | None:
+    """The saved optimizer is the one config.toml makes (the same hyperparameters in each group;
+    the schedule sets the learning rate), and each parameter's state (momentum, Adam's moments)
+    has the parameter's shape."""
+    for group, made_group in zip(saved["param_groups"], made["param_groups"], strict=True):  # counts: torch checked
+        if not isinstance(group, dict) or set(group) != set(made_group):
+            return "its optimizer is not the one config.toml asks for"
+        lr = group["lr"]
+        if not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
+            return f"its optimizer's learning rate is {lr!r}"
+        if any(not same(group[k], v) for k, v in made_group.items() if k not in ("lr", "params")):
+            return "its optimizer is not the one config.toml asks for (another momentum, weight decay or kind)"
+    for group in loaded.param_groups:
         for p in group["params"]:
-            for key, value in optimizer.state.get(p, {}).items():
+            for key, value in loaded.state.get(p, {}).items():
                 if torch.is_tensor(value) and value.ndim and value.shape != p.shape:
                     return f"its optimizer's {key} is {tuple(value.shape)} for a parameter of {tuple(p.shape)}"
     return None
+
+
+def same(a: object, b: object) -> bool:
+    """a == b for plain values of the same type; a tensor, or values that do not compare, are not."""
+    try:
+        return type(a) is type(b) and not torch.is_tensor(a) and bool(a == b)
+    except (RuntimeError, TypeError, ValueError):  # lists holding tensors
+        return False
 
 
 def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str | None:
@@ -210,7 +230,7 @@ def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str 
     counters = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step"}
     if not isinstance(saved, dict) or set(saved) != set(made):
         return "its schedule is not the one config.toml asks for"
-    if any(saved[k] != v for k, v in made.items() if k not in counters):
+    if any(not same(saved[k], v) for k, v in made.items() if k not in counters):
         return "its schedule is not the one config.toml asks for (another length, rate or kind)"
     lrs = saved["_last_lr"]
     if saved["last_epoch"] != pos.step or not (isinstance(lrs, list) and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
