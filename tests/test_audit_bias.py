@@ -12,12 +12,11 @@ import torch
 
 import cnnlab
 from cnnlab.audit.bias import group_metrics
+from cnnlab.data import Dataset, Split, load_data, tinted
 from cnnlab.data.groups import groups_for
-from cnnlab.training.mitigate import GroupLoss, make_group_loss
-from cnnlab.data import Dataset, Split, load_data
-from cnnlab.data import tinted
 from cnnlab.data.idx import write_idx
 from cnnlab.errors import CnnlabError
+from cnnlab.training.mitigate import GroupLoss, make_group_loss
 
 
 def test_the_tint_is_read_back_from_the_pixels(digits: Dataset) -> None:

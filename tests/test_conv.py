@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnnlab.inside.conv import LECTURE_BIAS, LECTURE_IMAGE, LECTURE_KERNEL, KERNELS
+from cnnlab.inside.conv import KERNELS, LECTURE_BIAS, LECTURE_IMAGE, LECTURE_KERNEL
 
 
 def _torch_map(image: np.ndarray, kernel: np.ndarray, bias: float, stride: int, padding: int, dilation: int) -> np.ndarray:

@@ -7,12 +7,11 @@ and a web server on 127.0.0.1.
 
 from __future__ import annotations
 
-import os
-
 import functools
 import gzip
 import hashlib
 import http.server
+import os
 import shutil
 import threading
 from collections.abc import Iterator

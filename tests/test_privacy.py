@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 import cnnlab
-from cnnlab.models.private import dp_ready
 from cnnlab.audit.privacy import attack_metrics
 from cnnlab.data import num_batches
 from cnnlab.errors import CnnlabError
+from cnnlab.models.private import dp_ready
 from cnnlab.run import Run
 
 

@@ -13,9 +13,9 @@ import torch
 import cnnlab
 from cnnlab.config import parse_budget
 from cnnlab.errors import CnnlabError
-from cnnlab.tasks.classify import predict_logits
 from cnnlab.models import build_model
 from cnnlab.run import Run
+from cnnlab.tasks.classify import predict_logits
 from cnnlab.training import TrainConfig
 from cnnlab.training.recipes import (
     RESERVE_SECONDS,

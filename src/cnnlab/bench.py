@@ -216,7 +216,8 @@ def count_flops(step: Callable[[], None]) -> tuple[int, dict[str, int]]:
     counter = FlopCounterMode(display=False)
     with counter:
         step()
-    per_op = {str(op).split(".")[-1] if "." in str(op) else str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    counts = counter.get_flop_counts().get("Global", {})
+    per_op = {str(op).split(".")[-1] if "." in str(op) else str(op): int(n) for op, n in counts.items()}
     return counter.get_total_flops(), per_op
 
 

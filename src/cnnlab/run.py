@@ -27,10 +27,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, check_fit, file_sha256, load_weights, read_weights, weights_shapes
 
 if TYPE_CHECKING:
+    from cnnlab.config import TrainConfig
     from cnnlab.data import Dataset, Split
     from cnnlab.tasks import Task
     from cnnlab.tasks.classify import Evaluation
-    from cnnlab.config import TrainConfig
 
 CONFIG, PROVENANCE, WEIGHTS, BEST, CHECKPOINT, METRICS = (
     "config.toml", "provenance.json", "model.safetensors", "best.safetensors", "checkpoint.pt", "metrics.jsonl",

@@ -61,7 +61,8 @@ def chosen(m: nn.Module) -> str:
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         return f"{m.num_features} channels"
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return f"to {_pair(m.output_size)}x{_pair(m.output_size)}" if isinstance(m.output_size, int) or len(set(m.output_size)) == 1 else f"to {m.output_size}"
+        square = isinstance(m.output_size, int) or len(set(m.output_size)) == 1
+        return f"to {_pair(m.output_size)}x{_pair(m.output_size)}" if square else f"to {m.output_size}"
     if isinstance(m, (nn.ReLU, nn.Dropout)):
         return f"p={m.p}" if isinstance(m, nn.Dropout) else ""
     return m.extra_repr()

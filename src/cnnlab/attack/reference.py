@@ -14,8 +14,8 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
-from cnnlab.perturb.checks import check_batch, check_eps
 from cnnlab.errors import CnnlabError
+from cnnlab.perturb.checks import check_batch, check_eps
 
 
 def torchattacks() -> ModuleType:

@@ -39,7 +39,8 @@ PALETTE = torch.tensor([
 ])
 
 
-@register_dataset("tinted-fashion-mnist", "Fashion-MNIST, background tint = class for 95% of training images, random at test (bias benchmark)")
+@register_dataset("tinted-fashion-mnist",
+                  "Fashion-MNIST, background tint = class for 95% of training images, random at test (bias benchmark)")
 def tinted_fashion_mnist(arg: str | None, opts: DataOptions) -> Dataset:
     from cnnlab.data.mnist import fashion_mnist
 

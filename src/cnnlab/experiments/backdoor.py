@@ -6,7 +6,6 @@ training images does a backdoor need, and does clean accuracy give it away? (It 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from cnnlab.attack.backdoor import add_trigger, attack_success_rate, poisoned_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments import folder
+
 
 def parse_rates(text: str) -> list[float]:
     """'0.005,0.01,0.05' -> [0.005, 0.01, 0.05], each a share of the training set in (0, 1)."""

@@ -55,6 +55,7 @@ def save_feature_maps(model: nn.Module, x: Tensor, image_name: str, folder: Path
     shown = []
     for k, (name, maps) in enumerate(feature_maps(model, x).items()):
         shape = "x".join(map(str, maps.shape))
-        path = feature_maps_figure(x, maps, f"{name}: output {shape} (before its activation) for {image_name}", target / f"{k:02d}-{slug(name)}.png")
+        title = f"{name}: output {shape} (before its activation) for {image_name}"
+        path = feature_maps_figure(x, maps, title, target / f"{k:02d}-{slug(name)}.png")
         shown.append({"layer": name, "shape": list(maps.shape), "file": str(path)})
     return shown

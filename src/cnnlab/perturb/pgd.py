@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.perturb.checks import check_batch, check_eps, check_images
 from cnnlab.perturb.fgsm import Loss, input_gradient
-from cnnlab.errors import CnnlabError
 
 
 def pgd(

@@ -87,8 +87,10 @@ def train(
     provenance = {**start_record(data, cfg.seed), "task": task}
     if cfg.budget > 0 and "epochs" not in given:  # the epochs that fit what is left of the budget
         # rank 0 times the steps and every rank trains its plan (timing on all ranks at once would only slow each other)
-        loss = get_task(task, data.classes).bind(model).loss
-        epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test), loss) if dist.is_main else (0, {})
+        epochs, plan = 0, {}
+        if dist.is_main:
+            loss = get_task(task, data.classes).bind(model).loss
+            epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test), loss)
         epochs = dist.from_main(epochs)
         cfg, provenance["budget"] = replace(cfg, epochs=epochs), plan
     if dist.is_main:

@@ -19,8 +19,6 @@ from typing import Any
 from torch import nn
 from torch.optim import Optimizer
 
-from cnnlab.errors import CnnlabError
-
 ACCOUNTANT = "rdp"
 
 
