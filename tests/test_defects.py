@@ -103,6 +103,14 @@ def test_a_model_too_large_is_refused_before_it_is_built(run_copy: Path) -> None
         Run.load(run_copy, weights="none")  # no weights to compare with: the parameter bound
 
 
+def test_a_task_the_model_does_not_do_is_refused_when_the_run_is_loaded(cli, run_copy: Path) -> None:
+    """'segment' recorded for a LeNet classifier gave tracebacks in predict and evaluate."""
+    provenance = json.loads((run_copy / PROVENANCE).read_text())
+    provenance["task"] = "segment"
+    (run_copy / PROVENANCE).write_text(json.dumps(provenance))
+    one_sentence(cli("evaluate", run_copy), "says the run learned the segment task, which lenet5 does not do")
+
+
 # -- metrics.jsonl --------------------------------------------------------------------------
 def test_a_half_written_last_metrics_line_is_dropped_with_a_warning(cli, run_copy: Path, trained_run: Run) -> None:
     with open(run_copy / METRICS, "a") as f:

@@ -120,8 +120,9 @@ def test_a_gzip_bomb_is_refused_before_it_is_unpacked(tmp_path: Path, monkeypatc
 
 
 def test_dimensions_whose_product_overflows_64_bits_are_one_error(tmp_path: Path) -> None:
-    # 2**32-1 per dimension, 3 dimensions: np.prod wraps around in int64
-    (tmp_path / "big.idx").write_bytes(bytes([0, 0, 8, 3]) + b"\xff\xff\xff\xff" * 3 + bytes(8))
+    # 2**22 x 2**22 x 2**20 values: np.prod wraps around to 0 in int64, so a header alone looked complete
+    dims = b"".join((1 << k).to_bytes(4, "big") for k in (22, 22, 20))
+    (tmp_path / "big.idx").write_bytes(bytes([0, 0, 8, 3]) + dims)
     with pytest.raises(CnnlabError, match="corrupt or truncated"):
         read_idx(tmp_path / "big.idx")
 
@@ -234,12 +235,14 @@ def copy_run(trained_run: Run, to: Path, finished: bool = True) -> Path:
     return to
 
 
-def check_opens(path: Path, weights: str = "model") -> Run | None:
-    """Run.load, and what an analysis then asks of the run; None after one CnnlabError."""
+def check_opens(path: Path, digits) -> Run | None:
+    """Run.load, and what an analysis then asks of the run (its records, a prediction, the
+    task's scores on digits); None after one CnnlabError."""
     try:
-        run = Run.load(path, weights=weights)
-        run.classes, run.task, run.metrics(), run.test_result()
+        run = Run.load(path)
+        run.classes, run.metrics(), run.test_result()
         probabilities = run.predict(torch.zeros(2, *run.input_shape))
+        run.scores(digits)
     except CnnlabError:
         return None
     assert bool(torch.isfinite(probabilities).all())
@@ -263,29 +266,29 @@ def test_damaged_weights_of_a_finished_run_never_load(trained_run: Run, tmp_path
 
 @RUNS
 @given(st.data())
-def test_damaged_weights_of_an_unfinished_run_load_finite_or_are_one_error(trained_run: Run, tmp_path: Path, data) -> None:
+def test_damaged_weights_of_an_unfinished_run_load_finite_or_are_one_error(trained_run: Run, tmp_path: Path, digits, data) -> None:
     unfinished = copy_run(trained_run, tmp_path / "run", finished=False)
     original = (unfinished / WEIGHTS).read_bytes()
     (unfinished / WEIGHTS).write_bytes(data.draw(damaged(original, head=2048)))
-    check_opens(unfinished)
+    check_opens(unfinished, digits)
 
 
 @RUNS
 @given(json_path, json_value)
-def test_damaged_provenance_opens_a_working_run_or_is_one_error(trained_run: Run, tmp_path: Path, path: list,
+def test_damaged_provenance_opens_a_working_run_or_is_one_error(trained_run: Run, tmp_path: Path, digits, path: list,
                                                                value: object) -> None:
     run_copy = copy_run(trained_run, tmp_path / "run")
     doc = json.loads((run_copy / PROVENANCE).read_text())
     (run_copy / PROVENANCE).write_text(json.dumps(replace_at(doc, path, value)))
-    check_opens(run_copy)
+    check_opens(run_copy, digits)
 
 
 @RUNS
 @given(st.data())
-def test_provenance_damaged_byte_by_byte_opens_or_is_one_error(trained_run: Run, tmp_path: Path, data) -> None:
+def test_provenance_damaged_byte_by_byte_opens_or_is_one_error(trained_run: Run, tmp_path: Path, digits, data) -> None:
     run_copy = copy_run(trained_run, tmp_path / "run")
     (run_copy / PROVENANCE).write_bytes(data.draw(damaged((run_copy / PROVENANCE).read_bytes())))
-    check_opens(run_copy)
+    check_opens(run_copy, digits)
 
 
 config_value = st.one_of(st.integers(-(2**65), 2**65), st.floats(), st.text(max_size=8), st.booleans(),
@@ -295,7 +298,7 @@ config_value = st.one_of(st.integers(-(2**65), 2**65), st.floats(), st.text(max_
 @RUNS
 @given(st.sampled_from(["model", "epochs", "lr", "momentum", "seed", "dp", "device", "image_size", "augment", "nproc"]),
        config_value, st.data())
-def test_damaged_config_toml_opens_or_is_one_error(trained_run: Run, tmp_path: Path, key: str, value: object,
+def test_damaged_config_toml_opens_or_is_one_error(trained_run: Run, tmp_path: Path, digits, key: str, value: object,
                                                    data) -> None:
     run_copy = copy_run(trained_run, tmp_path / "run")
     text = (run_copy / CONFIG).read_text()
@@ -306,7 +309,7 @@ def test_damaged_config_toml_opens_or_is_one_error(trained_run: Run, tmp_path: P
     else:
         text = data.draw(damaged(text.encode())).decode(errors="replace")
     (run_copy / CONFIG).write_text(text)
-    check_opens(run_copy)
+    check_opens(run_copy, digits)
 
 
 record = st.fixed_dictionaries({"event": st.sampled_from(["epoch", "test", "stopped"]), "epoch": st.integers(1, 99)},
@@ -337,6 +340,38 @@ def test_metrics_jsonl_gives_its_records_drops_a_cut_last_line_and_names_a_bad_o
         got = run.metrics()
     assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(json.dumps(records)), sort_keys=True)
     assert len(caught) == (1 if half.strip() else 0)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A digits run stopped in its first epoch, after a checkpoint at step 14 (checkpoint_every 7):
+    a resume from it trains the rest of the epoch."""
+    import cnnlab
+    from cnnlab.training import callbacks
+
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+
+    def stop_at_15(run, parts, pos, loss) -> None:
+        if pos.step == 15:
+            raise _Stop
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(callbacks, "check_finite_loss", stop_at_15)
+        with pytest.raises(_Stop):
+            cnnlab.train(model="lenet5", data="digits", epochs=2, batch_size=32, checkpoint_every=7, out=out, quiet=True)
+    return out
+
+
+def resumable(kind: str, trained_run: Run, interrupted: Path, to: Path) -> Path:
+    """A fresh copy of a run to resume: stopped mid-epoch ('mid') or after its last epoch ('end')."""
+    if kind == "end":
+        return copy_run(trained_run, to, finished=False)
+    shutil.rmtree(to, ignore_errors=True)
+    return Path(shutil.copytree(interrupted, to))
 
 
 POSITION_FIELDS = ["epoch", "batch", "step", "loss_sum", "sums", "seen", "train_seconds", "best_score", "best_epoch"]
@@ -386,20 +421,21 @@ def check_resume(path: Path, digits) -> None:
 
 
 @RUNS
-@given(checkpoint_place, checkpoint_value)
-def test_a_checkpoint_damaged_field_by_field_resumes_or_is_one_error(trained_run: Run, tmp_path: Path, digits,
-                                                                    place: list, value: object) -> None:
-    unfinished = copy_run(trained_run, tmp_path / "run", finished=False)
+@given(st.sampled_from(["mid", "end"]), checkpoint_place, checkpoint_value)
+def test_a_checkpoint_damaged_field_by_field_resumes_or_is_one_error(trained_run: Run, interrupted: Path,
+                                                                    tmp_path: Path, digits, kind: str, place: list,
+                                                                    value: object) -> None:
+    unfinished = resumable(kind, trained_run, interrupted, tmp_path / "run")
     state = torch.load(unfinished / CHECKPOINT, weights_only=True)
     torch.save(set_in(state, place, value), unfinished / CHECKPOINT)
     check_resume(unfinished, digits)
 
 
 @RUNS
-@given(st.data())
-def test_a_checkpoint_damaged_byte_by_byte_resumes_or_is_one_error(trained_run: Run, tmp_path: Path, digits,
-                                                                   data) -> None:
-    unfinished = copy_run(trained_run, tmp_path / "run", finished=False)
+@given(st.sampled_from(["mid", "end"]), st.data())
+def test_a_checkpoint_damaged_byte_by_byte_resumes_or_is_one_error(trained_run: Run, interrupted: Path,
+                                                                   tmp_path: Path, digits, kind: str, data) -> None:
+    unfinished = resumable(kind, trained_run, interrupted, tmp_path / "run")
     (unfinished / CHECKPOINT).write_bytes(data.draw(damaged((unfinished / CHECKPOINT).read_bytes(), head=512)))
     check_resume(unfinished, digits)
 
@@ -407,8 +443,8 @@ def test_a_checkpoint_damaged_byte_by_byte_resumes_or_is_one_error(trained_run: 
 @pytest.mark.slow
 @MORE
 @given(st.data())
-def test_every_reader_holds_on_many_more_damaged_files(tmp_path: Path, trained_run: Run, coco_folder: Path, digits,
-                                                       data) -> None:
+def test_every_reader_holds_on_many_more_damaged_files(tmp_path: Path, trained_run: Run, interrupted: Path,
+                                                       coco_folder: Path, digits, data) -> None:
     array = data.draw(idx_arrays)
     write_idx(tmp_path / "a.gz", array)
     check_idx(data.draw(damaged((tmp_path / "a.gz").read_bytes(), head=16)), tmp_path, array)
@@ -420,8 +456,8 @@ def test_every_reader_holds_on_many_more_damaged_files(tmp_path: Path, trained_r
     provenance = json.loads((run / PROVENANCE).read_text())
     (run / PROVENANCE).write_text(json.dumps(replace_at(provenance, data.draw(json_path), data.draw(json_value))))
     (run / WEIGHTS).write_bytes(data.draw(damaged((run / WEIGHTS).read_bytes(), head=2048)))
-    check_opens(run)
-    run = copy_run(trained_run, tmp_path / "run", finished=False)
+    check_opens(run, digits)
+    run = resumable(data.draw(st.sampled_from(["mid", "end"])), trained_run, interrupted, tmp_path / "run")
     state = torch.load(run / CHECKPOINT, weights_only=True)
     torch.save(set_in(state, data.draw(checkpoint_place), data.draw(checkpoint_value)), run / CHECKPOINT)
     check_resume(run, digits)

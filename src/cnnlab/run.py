@@ -132,6 +132,14 @@ class Run:
                 raise CnnlabError(
                     f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...)."
                 )
+            from cnnlab.models.registry import get_entry
+
+            task, tasks = provenance.get("task", "classify"), get_entry(config.model).tasks
+            if task not in tasks:
+                raise CnnlabError(
+                    f"{path / PROVENANCE} says the run learned the {task} task, which {config.model} does not do "
+                    f"({', '.join(tasks)}); restore the file from a copy or train the run again."
+                )
             with torch.device("meta"):  # shapes alone, no memory: refuse a model too large before building it
                 skeleton = _build(config, provenance["data"])
             if file is not None:

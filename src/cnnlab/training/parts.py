@@ -233,6 +233,10 @@ def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str 
     if any(not same(saved[k], v) for k, v in made.items() if k not in counters):
         return "its schedule is not the one config.toml asks for (another length, rate or kind)"
     lrs = saved["_last_lr"]
-    if saved["last_epoch"] != pos.step or not (isinstance(lrs, list) and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
+    if not (same(saved["last_epoch"], pos.step) and same(saved["_step_count"], pos.step + 1)):
         return f"its schedule is at step {saved['last_epoch']!r}, its position at step {pos.step}"
+    flags = [v for k, v in saved.items() if k in ("_is_initial", "_get_lr_called_within_step")]
+    if not (all(isinstance(v, bool) for v in flags) and isinstance(lrs, list) and len(lrs) == len(made["_last_lr"])
+            and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
+        return "its schedule's learning rates are not finite numbers"
     return None
