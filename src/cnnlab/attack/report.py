@@ -6,7 +6,6 @@ from html import escape
 from pathlib import Path
 
 from cnnlab.attack.runs import saved_results
-from cnnlab.attack.tasks import SCORE_NAMES
 from cnnlab.report.html import img, table
 from cnnlab.run import Run
 
@@ -28,7 +27,7 @@ def section(run: Run) -> str | None:
     for r in results:
         label = f"{r['attack']}-{r['steps']}" if r["attack"] == "pgd" else r["attack"]
         if "metric" in r:  # a detector or segmenter: its own score, under PGD on its own loss
-            score = SCORE_NAMES.get(r["metric"], r["metric"])
+            score = label(r["metric"])
             rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['score']:.4f}", f"{p['loss']:.4g}"]
                     for p in r["points"]]
             header = ["eps", score, "loss"]

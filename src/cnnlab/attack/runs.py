@@ -19,11 +19,12 @@ import torch
 
 from cnnlab.attack.figures import accuracy_vs_eps, adversarial_examples
 from cnnlab.attack.robustness import attack_images, check_attack, robust_accuracy
-from cnnlab.attack.tasks import SCORE_NAMES, robust_scores
+from cnnlab.attack.tasks import robust_scores
 from cnnlab.errors import CnnlabError
 from cnnlab.files import slug
 from cnnlab.perturb.checks import check_eps
 from cnnlab.run import Run
+from cnnlab.tasks.names import label
 
 FOLDER = "attack"
 RESULT = "robustness"  # RUN/attack/<attack>-<norm>/robustness.json
@@ -98,7 +99,7 @@ def task_attack_run(run: Run, eps: Sequence[float], steps: int, n: int, split: s
     task = run.task
     result = robust_scores(run.model, task, x, y, eps, steps=steps, seed=seed)
     folder = attack_dir(run, "pgd", "linf", dataset.name)
-    name = SCORE_NAMES.get(result.metric, result.metric)
+    name = label(result.metric)
     curve = accuracy_vs_eps({f"pgd-{steps}": [(p.eps, p.score) for p in result.points]}, folder / "score_vs_eps.png",
                             title=f"{run.name}: {len(x)} {split} images of {dataset.name}", ylabel=f"{name} under attack")
     largest = result.points[-1].eps

@@ -28,8 +28,6 @@ from cnnlab.perturb.checks import check_eps, check_images
 from cnnlab.perturb.pgd import pgd
 from cnnlab.tasks import Task
 
-SCORE_NAMES = {"map_50": "mAP@0.5", "miou": "mIoU"}  # how a table or an axis names each task's score
-
 
 @dataclass
 class TaskPoint:

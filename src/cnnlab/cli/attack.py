@@ -27,8 +27,8 @@ def attack(
     a detector's mAP@0.5 or a segmenter's mIoU under PGD on its own loss."""
     from cnnlab.attack.robustness import check_attack, parse_eps
     from cnnlab.attack.runs import attack_run
-    from cnnlab.attack.tasks import SCORE_NAMES
     from cnnlab.run import Run
+    from cnnlab.tasks.names import label
 
     check_attack(attack_name)
     radii = parse_eps(eps, norm)
@@ -46,11 +46,11 @@ def attack(
     if as_json:
         emit(record)
         return
-    label = f"{attack_name}-{steps}" if attack_name == "pgd" else attack_name
-    metric = SCORE_NAMES.get(record.get("metric", "accuracy"), record.get("metric", "accuracy"))
+    metric = label(record.get("metric", "accuracy"))
+    title = f"{attack_name}-{steps}" if attack_name == "pgd" else attack_name
     rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p.get('score', p.get('accuracy')):.4f}",
              f"{p['seconds']:.1f}"] for p in record["points"]]
-    console.print(table(f"{label} ({norm}) on {record['n']} {split} images of {record['data']}",
+    console.print(table(f"{title} ({norm}) on {record['n']} {split} images of {record['data']}",
                         ["eps", metric, "seconds"], rows))
     for name, path in record["files"].items():
         console.print(f"{name}: {path}")
