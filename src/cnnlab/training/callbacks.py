@@ -121,8 +121,9 @@ def end_epoch(run: Run, parts: Parts, pos: Position, epoch_start: float, step_lr
 
 
 def finish(run: Run, parts: Parts, pos: Position) -> None:
-    """Rank 0 alone scores the test split and completes the run's records."""
-    if distributed.context().is_main:
+    """Rank 0 alone scores the test split and completes the run's records; the other ranks
+    wait for it, so no process tears the group down while another still uses it."""
+    if parts.dist.is_main:
         with energy.track(run.path, "evaluation"):
             scores = parts.task.evaluate(parts.model, parts.test, tta=run.config.tta)
         per_class = {k: finite(v) for k, v in scores.items() if isinstance(v, dict)}  # a class absent from the split: null
@@ -133,6 +134,7 @@ def finish(run: Run, parts: Parts, pos: Position) -> None:
         run.record_weights()
         run.provenance["finished"] = now()
         run.save_provenance()
+    parts.dist.barrier()
     parts.model.eval()
 
 
