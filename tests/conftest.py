@@ -7,6 +7,7 @@ and CNNLAB_DATA points at an empty folder unless a test says otherwise.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +32,18 @@ def digits():
     from cnnlab.data import load_data
 
     return load_data("digits")
+
+
+def fresh_copy(run, dest: Path) -> Path:
+    """A copy of `run` as its training left it: other tests save analyses into the shared
+    session run, and a test that counts sections or result files must not see theirs."""
+    from cnnlab.run import BEST, CHECKPOINT, CONFIG, METRICS, PROVENANCE, WEIGHTS
+
+    dest.mkdir(parents=True)
+    for name in (CONFIG, PROVENANCE, WEIGHTS, BEST, METRICS, CHECKPOINT, "energy.json"):
+        if (run.path / name).is_file():
+            shutil.copy2(run.path / name, dest / name)
+    return dest
 
 
 @pytest.fixture(scope="session")

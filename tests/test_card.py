@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.run import Run
+from conftest import fresh_copy
 
 MITCHELL = ["Model details", "Intended use", "Factors", "Metrics", "Evaluation data", "Training data",
             "Quantitative analyses", "Ethical considerations", "Caveats and recommendations"]
@@ -17,7 +17,7 @@ MITCHELL = ["Model details", "Intended use", "Factors", "Metrics", "Evaluation d
 
 @pytest.fixture
 def run_copy(trained_run: Run, tmp_path: Path) -> Path:
-    shutil.copytree(trained_run.path, tmp_path / "run")
+    fresh_copy(trained_run, tmp_path / "run")
     return tmp_path / "run"
 
 

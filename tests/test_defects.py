@@ -277,6 +277,7 @@ BAD_TRAIN_FLAGS = [
     (["--seed", str(2**63)], "seed must be"),
     (["--seed", str(2**40)], "seed must be an integer from 0 to 4294967295"),
     (["--budget", "inf"], "--budget must be a time"),
+    (["--budget", "1e300"], "a positive time of at most a year"),
     (["--nproc", "99", "--batch-size", "512"], "--nproc 99 starts one process per"),
 ]
 if not torch.cuda.is_available():

@@ -148,6 +148,17 @@ def test_any_text_as_a_config_file_is_a_config_or_one_error(text: str) -> None:
     check_config_file(text)
 
 
+@FAST
+@given(st.dictionaries(st.sampled_from(NAMES), toml_value, max_size=4))
+def test_a_python_config_of_any_values_is_checked_in_one_sentence(values: dict) -> None:
+    """TrainConfig(**values) from Python, typed or not: resolved() is the config or one CnnlabError."""
+    try:
+        cfg = TrainConfig(**values).resolved()
+    except CnnlabError:
+        return
+    assert all(not isinstance(getattr(cfg, f.name), float) or math.isfinite(getattr(cfg, f.name)) for f in fields(cfg))
+
+
 # -- through the command line ---------------------------------------------------------------
 FLAGS = [f"--{f.name.replace('_', '-')}" for f in fields(TrainConfig) if f.type != "bool" and f.name != "data"]
 CLI = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

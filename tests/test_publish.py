@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from cnnlab.attack.runs import attack_run
 from cnnlab.publish import SECTIONS, evaluate_run, write_card, write_report
-from cnnlab.run import BEST, CHECKPOINT, CONFIG, METRICS, PROVENANCE, WEIGHTS, Run
+from cnnlab.run import Run
+from conftest import fresh_copy
 
 OWN = ["Overview", "Training"]
 MODEL = ["Model summary", "Chosen hyperparameters (config.toml)", "Provenance"]
@@ -20,13 +20,7 @@ MODEL = ["Model summary", "Chosen hyperparameters (config.toml)", "Provenance"]
 def run(trained_run: Run, tmp_path: Path) -> Run:
     """A private copy of the session's run as training left it (other test files may have saved
     analyses into the shared run): what this file saves in it stays here."""
-    own = {CONFIG, PROVENANCE, WEIGHTS, BEST, METRICS, CHECKPOINT, "energy.json"}
-    copy = tmp_path / "lenet5-digits"
-    copy.mkdir()
-    for file in trained_run.path.iterdir():
-        if file.name in own:
-            shutil.copy2(file, copy / file.name)
-    return Run.load(copy)
+    return Run.load(fresh_copy(trained_run, tmp_path / "lenet5-digits"))
 
 
 def headings(html: str) -> list[str]:

@@ -14,6 +14,7 @@ import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.files import read_weights
 from cnnlab.run import BEST, WEIGHTS, Run
+from conftest import fresh_copy
 
 
 def test_loaded_run_exposes_a_plain_module(trained_run: Run, digits) -> None:
@@ -138,7 +139,7 @@ def test_test_result_is_the_last_test_record(trained_run: Run, tmp_path: Path) -
 
 
 def test_results_round_trip_in_the_files_the_analyses_always_used(trained_run: Run, tmp_path: Path) -> None:
-    run = Run.load(Path(shutil.copytree(trained_run.path, tmp_path / "run")))
+    run = Run.load(fresh_copy(trained_run, tmp_path / "run"))
     assert run.results("audit/bias") is None
     doc = {"groups": "class", "by_group": [{"group": "0", "accuracy": 0.5}], "n": 3}
     path = run.save_result("audit/bias", doc)

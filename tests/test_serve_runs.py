@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file, save_file
 
+import cnnlab
+from cnnlab.data import shapes
 from cnnlab.serve import create_app
 from test_serve_api import digit_png
 
@@ -48,7 +50,10 @@ def folder(trained_run, tmp_path_factory) -> Path:
     next(iter(state.values())).fill_(float("nan"))
     save_file(state, nan / "model.safetensors")
     edit_provenance(nan, lambda d: d.pop("weights", None))  # no recorded hash: the values themselves must be checked
-    edit_provenance(sibling(root, src, "segmenter"), lambda d: d.update(task="segment"))
+    with pytest.MonkeyPatch.context() as small:  # a real segmentation run, of a few tiny scenes
+        small.setattr(shapes, "TRAIN_VAL", 40)
+        small.setattr(shapes, "TEST", 10)
+        cnnlab.train(model="fcn", data="shapes", image_size=24, epochs=1, batch_size=16, out=root / "segmenter", quiet=True)
     outside = tmp_path_factory.mktemp("elsewhere")
     sibling(outside, src, "secret")
     (root / "escape").symlink_to(outside / "secret", target_is_directory=True)

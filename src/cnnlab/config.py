@@ -26,6 +26,8 @@ RECIPES = ("none", "fast")  # what each chooses: training/recipes.py
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3}
 # epoch_order seeds torch with seed * 1_000_003 + epoch, which must stay a 64-bit seed
 SEEDS = 2**32
+# a budget plans epochs (budget / seconds per epoch); beyond a year their count stops being a plan
+MAX_BUDGET = 365 * 24 * 3600
 
 
 def parse_budget(text: str) -> float:
@@ -39,6 +41,16 @@ def parse_budget(text: str) -> float:
     if not 0 < value < math.inf:
         raise CnnlabError(f"--budget must be a time like 90s, 2m, 15m or 1h, got '{text}'.")
     return value
+
+
+KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def of_type(value: object, want: type) -> bool:
+    """`value` can be a field of type `want`: a bool only where true/false is wanted, an int also where a number is."""
+    if isinstance(value, bool) != (want is bool):
+        return False
+    return isinstance(value, want) or (want is float and isinstance(value, int))
 
 
 def option(default: Any, help: str, *, negatable: bool = False, parse: Callable[[str], Any] | None = None) -> Any:
@@ -96,7 +108,9 @@ class TrainConfig:
         from cnnlab.data.images import MAX_PIXELS
 
         for f in fields(self):
-            value = getattr(self, f.name)
+            value, want = getattr(self, f.name), type(f.default)
+            if not of_type(value, want):  # a Python caller's TrainConfig(epochs="3")
+                raise CnnlabError(f"{f.name.replace('_', ' ')} must be {KINDS[want]}, got {value!r} (check {origin}).")
             if isinstance(value, float) and not math.isfinite(value):
                 raise CnnlabError(f"{f.name.replace('_', ' ')} must be a finite number, got {value} (check {origin}).")
             if isinstance(value, int) and not -(2**63) <= value < 2**63:  # torch counts in 64-bit integers
@@ -128,7 +142,7 @@ class TrainConfig:
             (0 < self.delta < 1, "delta must be in (0, 1), e.g. 1e-5 (below 1 / number of training images)"),
             (self.max_grad_norm > 0, "max grad norm must be above 0, e.g. 1.0"),
             (self.recipe in RECIPES, f"recipe must be one of {', '.join(RECIPES)}"),
-            (self.budget >= 0, "budget must be 0 (none) or a positive time, e.g. 2m"),
+            (0 <= self.budget <= MAX_BUDGET, "budget must be 0 (none) or a positive time of at most a year, e.g. 2m"),
             (not (self.dp and self.adversarial != "none"),
              "--dp and --adversarial cannot be combined (the privacy accounting assumes plain DP-SGD steps)"),
             (not (self.dp and self.mitigate != "none"),
@@ -199,9 +213,8 @@ class TrainConfig:
                     value = float(value)
                 except OverflowError:
                     raise CnnlabError(f"{origin}: '{key}' is too large a number ({len(str(value))} digits).") from None
-            if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-                kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[want]
-                raise CnnlabError(f"{origin}: '{key}' must be {kind}, got {value!r}.")
+            if not of_type(value, want):
+                raise CnnlabError(f"{origin}: '{key}' must be {KINDS[want]}, got {value!r}.")
             typed[key] = value
         return cls(**typed)
 

@@ -52,6 +52,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
+        if e.filename is not None and str(e.filename) not in (str(tmp), str(path)):
+            raise  # about another file `write` reads
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -128,29 +128,7 @@ class Run:
                 f"{path} has no {file.name} yet (no epoch finished); resume it with `cnnlab train --resume {path}`."
             )
         if model is None:
-            if config.model.startswith("custom:"):
-                raise CnnlabError(
-                    f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...)."
-                )
-            from cnnlab.models.registry import get_entry
-
-            task, tasks = provenance.get("task", "classify"), get_entry(config.model).tasks
-            if task not in tasks:
-                raise CnnlabError(
-                    f"{path / PROVENANCE} says the run learned the {task} task, which {config.model} does not do "
-                    f"({', '.join(tasks)}); restore the file from a copy or train the run again."
-                )
-            with torch.device("meta"):  # shapes alone, no memory: refuse a model too large before building it
-                skeleton = _build(config, provenance["data"])
-            if file is not None:
-                check_fit(skeleton.state_dict(), weights_shapes(file), f"{file} (for the model provenance.json describes)")
-            elif (n := sum(p.numel() for p in skeleton.parameters())) > MAX_PARAMETERS:
-                raise CnnlabError(
-                    f"{path / PROVENANCE} describes a {config.model} of {n:,} parameters for input "
-                    f"{'x'.join(map(str, provenance['data']['input_shape']))}, more than {MAX_PARAMETERS:,}; "
-                    "restore the file from a copy."
-                )
-            model = _build(config, provenance["data"])
+            model = build_checked(path, config, provenance, file)
         elif config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
             from cnnlab.models.private import dp_ready
 
@@ -325,6 +303,31 @@ def picture_names(paths: list[str | Path]) -> list[str]:
 
 
 # -- reading a run's records ------------------------------------------------------------------
+def build_checked(path: Path, config: TrainConfig, provenance: dict[str, Any], weights: Path | None) -> nn.Module:
+    """The untrained model config.toml and provenance.json describe, built once it is known to
+    fit: a registered model that does the recorded task, whose shapes (found on the meta device,
+    without memory) are those of the `weights` file, or without one, of at most MAX_PARAMETERS."""
+    from cnnlab.models.registry import get_entry
+
+    if config.model.startswith("custom:"):
+        raise CnnlabError(f"{path} trained a custom module ({config.model[7:]}); pass an instance: Run.load(path, model=...).")
+    task, tasks = provenance.get("task", "classify"), get_entry(config.model).tasks
+    if task not in tasks:
+        raise CnnlabError(
+            f"{path / PROVENANCE} says the run learned the {task} task, which {config.model} does not do "
+            f"({', '.join(tasks)}); restore the file from a copy or train the run again."
+        )
+    with torch.device("meta"):
+        skeleton = _build(config, provenance["data"])
+    if weights is not None:
+        check_fit(skeleton.state_dict(), weights_shapes(weights), f"{weights} (for the model {PROVENANCE} describes)")
+    elif (n := sum(p.numel() for p in skeleton.parameters())) > MAX_PARAMETERS:
+        shape = "x".join(map(str, provenance["data"]["input_shape"]))
+        raise CnnlabError(f"{path / PROVENANCE} describes a {config.model} of {n:,} parameters for input {shape}, "
+                          f"more than {MAX_PARAMETERS:,}; restore the file from a copy.")
+    return _build(config, provenance["data"])
+
+
 def _build(config: TrainConfig, data: dict[str, Any]) -> nn.Module:
     """The model config.toml and provenance.json describe, untrained (on the current device)."""
     from cnnlab.models import build_model
