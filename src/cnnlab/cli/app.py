@@ -25,6 +25,7 @@ from cnnlab.cli import (
     quickstart,
     scratch,
     serve,
+    track,
     train,
 )
 from cnnlab.cli.output import run_command
@@ -58,7 +59,7 @@ def root(
 for command in (
     quickstart.quickstart, train.train, evaluate.evaluate, evaluate.predict, catalog.summary, catalog.models,
     catalog.datasets, publish.report, inside.conv, inside.show, explain.explain, explain.influence, attack.attack,
-    audit.compare, audit.verify, publish.card, bench.bench, serve.serve, serve.playground,
+    audit.compare, audit.verify, publish.card, bench.bench, serve.serve, serve.playground, track.track,
 ):
     app.command()(command)
 app.add_typer(experiment.experiment, name="experiment")

@@ -61,6 +61,7 @@ def register_dataset(name: str, description: str, takes_arg: bool = False) -> Ca
 
 def _load_families() -> None:
     from cnnlab.data import cifar, coco, context_scenes, digits, fashion_scenes, imagefolder, mnist, shapes, tinted  # noqa: F401
+    from cnnlab.data import moving_objects  # noqa: F401
 
 
 def dataset_entries() -> list[DatasetEntry]:
