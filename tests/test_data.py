@@ -561,6 +561,24 @@ def _coco_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
     return {"name": f"coco:{root / 'coco'}", "image_size": 32}
 
 
+def _few_moving_actions(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import moving_actions
+
+    monkeypatch.setattr(moving_actions, "TRAIN_VAL", 16)  # clips, instead of 2,000 and 500
+    monkeypatch.setattr(moving_actions, "TEST", 8)
+    return {"image_size": 16}
+
+
+def _video_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from test_action import bar_frames, write_gif, write_mp4
+
+    for name, direction in (("left", -1), ("right", 1)):
+        for i in range(5):  # 2 .mp4 and 3 .gif in each class
+            write, suffix = (write_mp4, "mp4") if i % 2 else (write_gif, "gif")
+            write(root / "videos" / name / f"{i}.{suffix}", bar_frames(direction, 8))
+    return {"name": f"videofolder:{root / 'videos'}", "image_size": 16}
+
+
 SMALL_DATA = {
     "cifar10": _cifar_files,
     "coco": _coco_folder,
@@ -570,8 +588,10 @@ SMALL_DATA = {
     "fashion-scenes": _few_fashion_scenes,
     "imagefolder": _image_folder,
     "mnist": _idx_files,
+    "moving-actions": _few_moving_actions,
     "shapes": _few_scenes,
     "tinted-fashion-mnist": _idx_files,
+    "videofolder": _video_folder,
 }
 
 

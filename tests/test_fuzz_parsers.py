@@ -49,8 +49,9 @@ def check_shape(text: str) -> None:
         shape = parse_shape(text)
     except CnnlabError:
         return
-    assert len(shape) == 3 and all(_is_int(v) and v >= 1 for v in shape)
-    assert shape[1] * shape[2] <= MAX_PIXELS and math.prod(shape) <= 3 * MAX_PIXELS
+    assert len(shape) in (3, 4) and all(_is_int(v) and v >= 1 for v in shape)  # images, or clips frames first
+    frames = shape[0] if len(shape) == 4 else 1
+    assert frames * shape[-2] * shape[-1] <= MAX_PIXELS and math.prod(shape) <= 3 * MAX_PIXELS
 
 
 def check_budget(text: str) -> None:

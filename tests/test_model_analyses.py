@@ -28,7 +28,9 @@ from cnnlab.summary import summarize
 # 12: the side LeNet-5 needs, and small enough for ResNet-50 to stay quick on a CPU; 32 for
 # the detectors (ssd needs 32, yolo 16). 5 classes: not the 10 or 1,000 a layer might assume.
 SIDES, CLASSES = (12, 32), 5
-NOT_TAKEN: dict[str, str] = {}  # model name -> why it takes none of SIDES (none today)
+# model name -> why it takes none of SIDES
+NOT_TAKEN: dict[str, str] = {name: "takes clips (T, C, H, W), not images" for name in
+                             ("frame-cnn", "two-stream", "c3d", "r3d_18", "r2plus1d_18")}
 
 
 def input_for(entry: ModelEntry) -> tuple[int, int, int] | None:

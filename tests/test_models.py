@@ -44,6 +44,16 @@ EXPECTED_PARAMS = [
     # 3x3 convs 3-16, 32, 64-64, 128-128, 256-256-256 (no bias) 1,756,080 + BatchNorms 2,400, then the heads:
     ("yolo", (3, 96, 96), 4, 1_761_821),  # 1x1 conv 256 -> 2 boxes x 5 + 3 classes, with bias: 3,341
     ("ssd", (3, 96, 96), 4, 1_942_896),  # 3x3 convs, 4 default boxes x (4 classes + 4 offsets) from 128/256/256: 184,416
+    # clips (T, C, H, W): 3x3 convs 1-16-32-64 (no bias) 23,184 + BatchNorms 224 + a linear layer 64*8+8
+    ("frame-cnn", (16, 1, 32, 32), 8, 23_928),
+    ("two-stream", (16, 1, 32, 32), 8, 49_872),  # + a motion stream whose first conv takes 15 differences: 25,944
+    ("c3d", (16, 1, 32, 32), 8, 70_296),  # 3x3x3 convs 1-16-32-64 69,552 + BatchNorms 224 + linear 520
+    ("r3d_18", (16, 3, 112, 112), 400, 33_371_472),  # torchvision's docs
+    ("r2plus1d_18", (16, 3, 112, 112), 400, 31_505_325),
+    # generator 100*64*16 + 64*32*16 + 32*16*16 + 16*1*16 + 1 + BatchNorms 224; discriminator convs
+    # 1*16*16 + 16 + 16*32*16 + 32*64*16 + 64*64*16 + 64 + BatchNorms 192 + score 65 (Radford et al. 2016, width 16)
+    ("dcgan", (1, 28, 28), 10, 250_930),
+    ("cdcgan", (1, 28, 28), 10, 261_810),  # + one-hot classes into the generator 10*64*16 + class embeddings 10*64
 ]
 
 # MNIST, CIFAR-10, and the smallest side that gets the ImageNet layouts (with an odd class count).
@@ -86,10 +96,12 @@ def test_meta_build_allocates_nothing() -> None:
 @pytest.mark.parametrize("name", list(ENTRIES))
 def test_forward_and_backward(name: str, input_shape: tuple[int, int, int], classes: int) -> None:
     torch.manual_seed(0)
-    model = build_model(name, input_shape, classes)
-    y = model(torch.rand(2, *input_shape))
+    shape = (2, *input_shape) if len(ENTRIES[name].reference_input) == 4 else input_shape  # a model of clips: 2 frames
+    model = build_model(name, shape, classes)
+    y = model(torch.rand(2, *shape))
     task = ENTRIES[name].tasks[0]
-    expected = {"classify": (2, classes), "segment": (2, classes, *input_shape[1:])}
+    expected = {"classify": (2, classes), "video": (2, classes), "segment": (2, classes, *input_shape[1:]),
+                "generate": (2, classes if name == "cdcgan" else 1)}  # a GAN's forward: the discriminator's scores
     assert task in (*expected, "detect")
     if task in expected:
         assert y.shape == expected[task]

@@ -46,7 +46,7 @@ class Run:
         self.path = path
         self.config = config
         self.provenance = provenance
-        self.model = model  # a plain nn.Module taking pixels (N, C, H, W) in [0, 1]
+        self.model = model  # a plain nn.Module taking pixels (N, C, H, W) in [0, 1] (clips: (N, T, C, H, W))
 
     # -- what the model expects ---------------------------------------------------------
     @property
@@ -54,9 +54,9 @@ class Run:
         return list(self.provenance["data"]["classes"])
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.provenance["data"]["input_shape"]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the images it takes, or (T, C, H, W) of its clips."""
+        return tuple(int(v) for v in self.provenance["data"]["input_shape"])
 
     @property
     def name(self) -> str:
@@ -242,18 +242,24 @@ class Run:
         return predict_logits(self.model, x.float(), tta=self.config.tta).softmax(1)
 
     def predict_files(self, paths: list[str | Path], k: int = 3, out: str | Path | None = None) -> list[dict[str, Any]]:
-        """Predictions for image files, each converted to the run's input: a classifier's top-k
-        classes with probabilities; for the other tasks what `Task.predictions` tells (a
-        detector's boxes, a segmenter's masks, in each file's own pixels) with the pictures
-        written into `out` (default RUN/predict/), named after the files."""
+        """Predictions for image files (video files for a model of clips), each converted to the
+        run's input: a classifier's top-k classes with probabilities; for the other tasks what
+        `Task.predictions` tells (a detector's boxes, a segmenter's masks, in each file's own
+        pixels; a clip's classes) with the pictures written into `out` (default RUN/predict/),
+        named after the files."""
         from cnnlab.data.coco import file_size
         from cnnlab.data.images import read_image
+        from cnnlab.data.videofolder import DISPLAY_SIDE, read_clip
 
-        c, h, w = self.input_shape
-        x = torch.stack([read_image(p, c, (h, w)) for p in paths])
+        *frames, c, h, w = self.input_shape
+        if frames:  # a model of clips: video files, read as videofolder reads them
+            x = torch.stack([read_clip(p, frames[0], (h, w), c) for p in paths])
+        else:
+            x = torch.stack([read_image(p, c, (h, w)) for p in paths])
         task = self.task
         if task.name != "classify":
-            images = [read_image(p, 3, file_size(Path(p))) for p in paths]
+            images = ([read_clip(p, frames[0], None, max_side=DISPLAY_SIDE) for p in paths] if frames
+                      else [read_image(p, 3, file_size(Path(p))) for p in paths])
             outputs = task.outputs(self.model, x, tta=self.config.tta)
             found = task.predictions(outputs, (h, w), images, picture_names(paths), Path(out or self.path / PREDICT))
             return [{"image": str(p), **f} for p, f in zip(paths, found, strict=True)]
@@ -318,21 +324,26 @@ def build_checked(path: Path, config: TrainConfig, provenance: dict[str, Any], w
             f"({', '.join(tasks)}); restore the file from a copy or train the run again."
         )
     with torch.device("meta"):
-        skeleton = _build(config, provenance["data"])
+        skeleton = _build(config, provenance["data"], provenance.get("derived"))
     if weights is not None:
         check_fit(skeleton.state_dict(), weights_shapes(weights), f"{weights} (for the model {PROVENANCE} describes)")
     elif (n := sum(p.numel() for p in skeleton.parameters())) > MAX_PARAMETERS:
         shape = "x".join(map(str, provenance["data"]["input_shape"]))
         raise CnnlabError(f"{path / PROVENANCE} describes a {config.model} of {n:,} parameters for input {shape}, "
                           f"more than {MAX_PARAMETERS:,}; restore the file from a copy.")
-    return _build(config, provenance["data"])
+    return _build(config, provenance["data"], provenance.get("derived"))
 
 
-def _build(config: TrainConfig, data: dict[str, Any]) -> nn.Module:
-    """The model config.toml and provenance.json describe, untrained (on the current device)."""
+def _build(config: TrainConfig, data: dict[str, Any], derived: dict[str, Any] | None = None) -> nn.Module:
+    """The model config.toml and provenance.json describe, untrained (on the current device);
+    a derived one (pruned, int8, a tree: cnnlab.models.derived) rebuilt from its description."""
     from cnnlab.models import build_model
+    from cnnlab.models.derived import rebuild
 
-    model = build_model(config.model, data["input_shape"], len(data["classes"]), data["mean"], data["std"])
+    def base(num_classes: int) -> nn.Module:
+        return build_model(config.model, data["input_shape"], num_classes, data["mean"], data["std"])
+
+    model = base(len(data["classes"])) if derived is None else rebuild(derived, base, len(data["classes"]))
     if config.dp:  # trained with DP-SGD: the same BatchNorm -> GroupNorm swap as at training
         from cnnlab.models.private import dp_ready
 
@@ -374,7 +385,7 @@ def provenance_problem(doc: object) -> str | None:
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
         return "data.classes is not a list of class names"
     try:
-        c, _, _ = check_input_shape(data.get("input_shape"), "data.input_shape")
+        c = check_input_shape(data.get("input_shape"), "data.input_shape")[-3]  # images (C, H, W), clips (T, C, H, W)
     except CnnlabError as e:
         return str(e).rstrip(".")
     for key in ("mean", "std"):
@@ -398,6 +409,11 @@ def provenance_problem(doc: object) -> str | None:
         return "finished is not a time"
     if not str_map(doc.get("weights", {})):
         return "weights is not a table of SHA-256 strings"
+    if "derived" in doc:  # a model derived from another run's (cnnlab.models.derived)
+        from cnnlab.models.derived import derived_problem
+
+        if problem := derived_problem(doc["derived"], len(classes)):
+            return problem
     privacy = doc.get("privacy")
     if privacy is not None and not (isinstance(privacy, dict) and number(privacy.get("epsilon"))
                                     and number(privacy.get("delta")) and isinstance(privacy.get("caveat"), str)):

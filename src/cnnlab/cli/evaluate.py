@@ -35,7 +35,7 @@ def evaluate(
     if as_json:
         emit({**result, "files": {k: str(v) for k, v in files.items()}})
         return
-    if run.task.name == "classify":
+    if run.task.name in ("classify", "video"):  # a class per image or per clip
         print_classification(result, dataset.name, split)
     else:
         print_scores(result, run.task.name, run.task.score, dataset.name, split)

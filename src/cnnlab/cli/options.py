@@ -22,12 +22,16 @@ RunArg = Annotated[Path, typer.Argument(metavar="RUN", help="A run directory.")]
 Weights = Annotated[str, typer.Option(help="model (last epoch) or best (best validation epoch).", callback=check_weights)]
 
 
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """'3x32x32' -> (3, 32, 32): an --input option's channels x height x width."""
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'3x32x32' -> (3, 32, 32): an --input option's channels x height x width; a clip's
+    frames come first ('16x3x112x112')."""
     from cnnlab.data.images import check_input_shape
 
     try:
-        c, h, w = (int(v) for v in text.lower().split("x"))
+        shape = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise CnnlabError(f"--input must look like 3x32x32 (channels x height x width), got '{text}'.") from None
-    return check_input_shape((c, h, w), f"--input {text}")
+        shape = ()
+    if len(shape) not in (3, 4):
+        raise CnnlabError(f"--input must look like 3x32x32 (channels x height x width), or 16x3x32x32 for clips "
+                          f"(frames first), got '{text}'.")
+    return check_input_shape(shape, f"--input {text}")

@@ -89,15 +89,19 @@ def random_crop(x: Tensor, padding: int, dy: Tensor, dx: Tensor) -> Tensor:
 def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: torch.Generator) -> tuple[Tensor, Tensor | Targets]:
     """Apply the named augmentations to a whole batch, moving the targets with the pixels
     (boxes, masks, keypoints; class labels do not move). Crop padding is 1/8 of the image side
-    (4 px at 32, 3 px at 28), the usual CIFAR recipe scaled to the image."""
+    (4 px at 32, 3 px at 28), the usual CIFAR recipe scaled to the image.
+
+    x: images (N, C, H, W) or clips (N, T, C, H, W); every frame of a clip is cropped and
+    flipped as its first one, so the motion between frames is kept. A flip mirrors motion too:
+    on data whose classes are directions (left/right), it turns one class into another."""
     if "crop" in ops:
         padding = max(1, x.shape[-1] // 8)
         dy, dx = crop_offsets(len(x), padding, generator)
         dy, dx = dy.to(x.device), dx.to(x.device)
-        x = random_crop(x, padding, dy, dx)
+        x = random_crop(x.flatten(1, -3), padding, dy, dx).view(x.shape)  # a clip's frames as channels: one offset
         y = shift_targets(y, dy, dx, padding, (x.shape[-2], x.shape[-1]))
     if "flip" in ops:
         flip = torch.rand(len(x), generator=generator, device="cpu").to(x.device) < 0.5  # each image with p = 1/2
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
         y = flip_targets(y, flip, x.shape[-1])
     return x, y

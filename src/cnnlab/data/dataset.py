@@ -20,7 +20,7 @@ from cnnlab.data.targets import Targets, target_tensors
 
 @dataclass
 class Split:
-    x: Tensor  # (N, C, H, W) float32 in [0, 1]
+    x: Tensor  # (N, C, H, W) float32 in [0, 1]; clips: (N, T, C, H, W), T frames each
     y: Tensor | Targets  # classify: (N,) int64 in [0, num_classes); other tasks: Targets
 
     def __len__(self) -> int:
@@ -57,9 +57,9 @@ class Dataset:
     _stats: tuple[Tensor, list[float], list[float]] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train.x.shape[1:]
-        return int(c), int(h), int(w)
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of an image, or (T, C, H, W) of a clip of T frames."""
+        return tuple(int(v) for v in self.train.x.shape[1:])
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -78,8 +78,9 @@ class Dataset:
         Normalize, provenance.json), and each pass over Fashion-MNIST costs ~0.06 s."""
         x = self.train.x
         if self._stats is None or self._stats[0] is not x:
-            mean = x.mean(dim=(0, 2, 3))
-            std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by 0
+            dims = tuple(d for d in range(x.ndim) if d != x.ndim - 3)  # all but C, of images and of clips
+            mean = x.mean(dim=dims)
+            std = x.std(dim=dims).clamp_min(1e-3)  # a constant channel must not divide by 0
             self._stats = (x, mean.tolist(), std.tolist())
         return list(self._stats[1]), list(self._stats[2])
 

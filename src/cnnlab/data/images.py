@@ -34,22 +34,26 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
 MAX_PIXELS = 64_000_000
 
 
-def check_input_shape(shape: object, what: str) -> tuple[int, int, int]:
-    """`shape` as (C, H, W) of positive integers, or one sentence naming `what` gave it.
+def check_input_shape(shape: object, what: str) -> tuple[int, ...]:
+    """`shape` as (C, H, W), or (T, C, H, W) for clips of T frames, of positive integers, or one
+    sentence naming `what` gave it.
 
     No input may hold more than the largest image read here (MAX_PIXELS, in RGB): a model
-    built for more, or a batch of such inputs, would not fit in memory."""
-    ok = (isinstance(shape, (list, tuple)) and len(shape) == 3
+    built for more, or a batch of such inputs, would not fit in memory. A clip's frames count
+    together, so a clip holds no more pixels than that one image."""
+    ok = (isinstance(shape, (list, tuple)) and len(shape) in (3, 4)
           and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape))
     if not ok:
-        raise CnnlabError(f"{what} must be an input shape of 3 positive integers (channels, height, width), got {shape!r}.")
-    c, h, w = shape  # type: ignore[misc]
-    if h * w > MAX_PIXELS or c * h * w > 3 * MAX_PIXELS:
+        raise CnnlabError(f"{what} must be an input shape of 3 positive integers (channels, height, width), "
+                          f"or 4 for clips (frames first), got {shape!r}.")
+    *frames, c, h, w = shape  # type: ignore[misc]
+    t = frames[0] if frames else 1
+    if t * h * w > MAX_PIXELS or t * c * h * w > 3 * MAX_PIXELS:
         raise CnnlabError(
-            f"{what} gives an input of {c}x{h}x{w}, more than the largest image cnnlab reads "
+            f"{what} gives an input of {'x'.join(map(str, shape))}, more than the largest image cnnlab reads "  # type: ignore[arg-type]
             f"({MAX_PIXELS:,} pixels, 3 channels)."
         )
-    return c, h, w
+    return tuple(shape)  # type: ignore[arg-type]
 
 
 def read_image(path: str | Path | BinaryIO, channels: int, size: tuple[int, int]) -> Tensor:

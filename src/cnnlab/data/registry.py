@@ -60,8 +60,22 @@ def register_dataset(name: str, description: str, takes_arg: bool = False) -> Ca
 
 
 def _load_families() -> None:
-    from cnnlab.data import cifar, coco, context_scenes, digits, fashion_scenes, imagefolder, mnist, shapes, tinted  # noqa: F401
-    from cnnlab.data import moving_objects  # noqa: F401
+    from cnnlab.data import (  # noqa: F401
+        cifar,
+        coco,
+        coco_keypoints,
+        context_scenes,
+        digits,
+        fashion_scenes,
+        imagefolder,
+        mnist,
+        moving_actions,
+        moving_objects,
+        shapes,
+        stick_figures,
+        tinted,
+        videofolder,
+    )
 
 
 def dataset_entries() -> list[DatasetEntry]:

@@ -22,7 +22,7 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:  # x: (N, C, H, W) in [0, 1]
-        return (x - self.mean) / self.std
+        return (x - self.mean) / self.std  # (1, C, 1, 1) also broadcasts over clips (N, T, C, H, W)
 
     def extra_repr(self) -> str:
         if self.mean.is_meta:  # a model built for its shapes only has no values to show

@@ -8,8 +8,8 @@ pixels in [0, 1]. The registry also drives the tests (one parametrized test per 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -21,8 +21,9 @@ from cnnlab.models.normalize import Normalize
 class ModelSpec:
     """What a builder needs to know: the input it will see and how many classes it predicts."""
 
-    input_shape: tuple[int, int, int]  # (C, H, W)
+    input_shape: tuple[int, int, int]  # (C, H, W) of an image, or of each frame of a clip
     num_classes: int
+    frames: int | None = None  # T for a model of clips (N, T, C, H, W); None for images
 
     @property
     def channels(self) -> int:
@@ -46,10 +47,13 @@ class ModelEntry:
     builder: Builder
     family: str
     paper: str  # the reference, e.g. "He et al. 2016, Deep Residual Learning ..."
-    reference_input: tuple[int, int, int]  # the paper's input (C, H, W)
+    reference_input: tuple[int, ...]  # the paper's input (C, H, W), or (T, C, H, W) for clips
     reference_classes: int
     reference_params: int  # parameter count at the reference input and classes
     tasks: tuple[str, ...] = ("classify",)  # what its outputs serve (cnnlab.tasks)
+    # TrainConfig values this model trains with where the user chose none (`ssd`: AdamW, as SGD at
+    # its default lr diverges); config.toml records what was used
+    training: Mapping[str, object] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -58,11 +62,12 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register_model(
     family: str,
     paper: str,
-    reference_input: tuple[int, int, int],
+    reference_input: tuple[int, ...],
     reference_classes: int,
     reference_params: int,
     name: str | None = None,
     tasks: tuple[str, ...] = ("classify",),
+    training: Mapping[str, object] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register a builder under `name`, by default its function name (`def resnet20` -> "resnet20")."""
 
@@ -72,7 +77,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"two model builders are named {name}")
         _REGISTRY[name] = ModelEntry(
-            name, builder, family, paper, reference_input, reference_classes, reference_params, tasks
+            name, builder, family, paper, reference_input, reference_classes, reference_params, tasks, dict(training or {})
         )
         return builder
 
@@ -80,12 +85,12 @@ def register_model(
 
 
 # The order of the lecture: no hidden layer, hidden layers, then the CNNs by year.
-FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast", "fcn", "yolo", "ssd")
+FAMILIES = ("linear", "lenet", "alexnet", "vgg", "resnet", "fast", "fcn", "yolo", "ssd", "dcgan", "video", "deeppose")
 
 
 def _load_families() -> None:
     # Importing a family file runs its @register_model decorators.
-    from cnnlab.models import alexnet, fast, fcn, lenet, linear, resnet, ssd, vgg, yolo  # noqa: F401
+    from cnnlab.models import alexnet, dcgan, deeppose, fast, fcn, lenet, linear, resnet, ssd, vgg, video, yolo  # noqa: F401
 
 
 def model_entries() -> list[ModelEntry]:
@@ -115,18 +120,24 @@ def build_model(
 
     Returns `nn.Sequential(normalize=Normalize(mean, std), net=<the family's network>)`;
     mean/std default to 0 and 1 (no change) and are usually the training set's statistics.
+    `input_shape` is (C, H, W), or (T, C, H, W) for a model of clips of T frames.
     """
     entry = get_entry(name)
-    c, h, w = (int(v) for v in input_shape)
-    if c < 1 or h < 1 or w < 1 or num_classes < 2:
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) not in (3, 4) or min(shape) < 1 or num_classes < 2:
         raise CnnlabError(
-            f"cannot build {name} for input {c}x{h}x{w} with {num_classes} classes; "
-            "give a positive input shape and at least 2 classes."
+            f"cannot build {name} for input {'x'.join(map(str, shape))} with {num_classes} classes; "
+            "give a positive input shape (CxHxW, or TxCxHxW for clips) and at least 2 classes."
         )
+    *frames, c, h, w = shape
+    if bool(frames) != (len(entry.reference_input) == 4):  # a 2-D CNN given clips, or a video model given images
+        takes = "clips (TxCxHxW)" if len(entry.reference_input) == 4 else "images (CxHxW)"
+        raise CnnlabError(f"{name} takes {takes}, not input {'x'.join(map(str, shape))}; choose a model for your data "
+                          "(`cnnlab models`).")
     for what, values in (("mean", mean), ("std", std)):
         if values is not None and len(values) != c:
             raise CnnlabError(f"{name}: {what} has {len(values)} values but the input has {c} channels.")
-    spec = ModelSpec((c, h, w), int(num_classes))
+    spec = ModelSpec((c, h, w), int(num_classes), frames[0] if frames else None)
     net = entry.builder(spec)
     normalize = Normalize(mean if mean is not None else [0.0] * c, std if std is not None else [1.0] * c)
     return nn.Sequential(OrderedDict(normalize=normalize, net=net))

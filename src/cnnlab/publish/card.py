@@ -65,6 +65,7 @@ DOES = {
     "classify": "classifies {shape} images of {data} into {n} classes",
     "segment": "labels every pixel of {shape} images of {data} with one of {n} classes (background included)",
     "detect": "finds objects of {n} classes (after the background) in {shape} images of {data}, as boxes with scores",
+    "video": "classifies clips of {data} (frames x channels x height x width {shape}) into {n} classes by their motion",
 }
 
 
@@ -96,6 +97,8 @@ TASK_METRICS = {
                "(Shuai et al. 2016), from one confusion matrix of the test pixels; per class IoU",
     "detect": "COCO's mean average precision (Lin et al. 2014): mAP@0.5 and mAP@[.5:.95], averaged over the "
               "classes, from torchmetrics with the pycocotools backend; per class AP and recall",
+    "video": "Accuracy of the clips' classes (share of correct top-1 predictions); per class precision, recall, F1; "
+             "a two-stream model's appearance and motion streams each scored alone",
 }
 
 

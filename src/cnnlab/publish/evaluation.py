@@ -64,7 +64,7 @@ def evaluate_run(run: Run, data: str | None = None, split: str = "test", weights
     if coco_results is not None and task.name not in ("detect", "segment"):
         raise CnnlabError(f"COCO results hold boxes or masks, and run {run.name} learned the {task.name} task; "
                           "drop --coco-results.")
-    dataset = load_data(data, image_size=run.input_shape[1], on_corrupt=on_corrupt) if data else run.load_data()
+    dataset = load_data(data, image_size=run.input_shape[-1], on_corrupt=on_corrupt) if data else run.load_data()
     part = run.split(dataset, split)
     with energy.track(run.path, f"evaluation ({dataset.name} {split})"):
         outputs = task.outputs(run.model, part.x, tta=run.config.tta)

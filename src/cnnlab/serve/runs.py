@@ -108,10 +108,10 @@ def open_run(path: Path) -> Served:
             f"run {path.name} cannot be opened: one of its files is damaged ({type(e).__name__}); "
             f"`cnnlab verify {path.name}` checks them."
         ) from None
-    c, h, w = run.input_shape
+    c = run.input_shape[-3]  # images (C, H, W), clips (T, C, H, W)
     if c not in (1, 3):
         raise CnnlabError(f"run {run.name} takes {c}-channel input; the server reads images as 1 (gray) or 3 (RGB) channels.")
-    x = torch.zeros(1, c, h, w)
+    x = torch.zeros(1, *run.input_shape)
     seconds = math.inf
     with torch.inference_mode():
         for _ in range(3):  # the first pass pays one-off costs (allocations, kernel choice): keep the fastest
@@ -127,7 +127,7 @@ def _check_declared_shape(path: Path) -> None:
     """Refuse an input larger than a server holds before the model is built for it: Run.load
     accepts up to a billion parameters, which a shared server must not allocate on a request."""
     try:
-        _, h, w = json.loads((path / PROVENANCE).read_text())["data"]["input_shape"]
+        *_, h, w = json.loads((path / PROVENANCE).read_text())["data"]["input_shape"]
         too_large = int(h) > MAX_INPUT_SIDE or int(w) > MAX_INPUT_SIDE
     except Exception:  # noqa: BLE001  whatever else is wrong with the file, Run.load names it
         return

@@ -12,7 +12,7 @@ plus the datasets that produce its targets and the models that serve it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,7 @@ from cnnlab.errors import CnnlabError, unknown_name
 from cnnlab.models import eval_mode
 
 if TYPE_CHECKING:
+    from cnnlab.config import TrainConfig
     from cnnlab.data import Dataset, Split
 
 Target = Tensor | Targets
@@ -35,6 +36,7 @@ class Task:
     score: ClassVar[str]  # the metric (higher is better) that picks the best epoch, e.g. "acc"
     train_metrics: ClassVar[tuple[str, ...]]  # the numbers shown while training, from `train_sums`
     train_sum_count: ClassVar[int | None] = None  # how many sums `train_sums` returns; None: one per train metric
+    serves_any_images: ClassVar[bool] = False  # True: learns from the images alone, so every dataset serves it
 
     def __init__(self, classes: list[str], label_smoothing: float = 0.0) -> None:
         self.classes = list(classes)
@@ -46,6 +48,15 @@ class Task:
         return self
 
     # -- learning ---------------------------------------------------------------------------
+    def own_training(self, model: nn.Module, cfg: TrainConfig, device: torch.device) -> OwnTraining | None:
+        """None: the loop steps the whole model by the task's loss. A task that trains a second
+        net in turn (a GAN's discriminator) returns its `OwnTraining`, which the loop uses instead."""
+        return None
+
+    def end_of_epoch(self, model: nn.Module, epoch: int, run: Path, weights: Path) -> None:
+        """What the task keeps of each epoch beside its weights (saved in `weights`), in the run
+        folder `run`: most tasks nothing; a generator, the images of fixed latent vectors."""
+
     def loss(self, outputs: Tensor, y: Target) -> Tensor:
         """Mean loss over the batch, differentiable."""
         raise NotImplementedError
@@ -124,6 +135,19 @@ class Task:
         raise NotImplementedError
 
 
+class OwnTraining(Protocol):
+    """A task's own training step, and the state a checkpoint must keep of it."""
+
+    trained: nn.Module  # whose parameters the run's optimizer steps with the loss `step` returns
+    adam_betas: tuple[float, float]  # of the run's optimizer, when it is Adam or AdamW
+
+    def step(self, x: Tensor, y: Target, groups: Tensor | None) -> tuple[Tensor, Tensor]: ...  # -> (loss, outputs)
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 _TASKS: dict[str, type[Task]] = {}
 
 
@@ -133,7 +157,7 @@ def register_task(cls: type[Task]) -> type[Task]:
 
 
 def _load_tasks() -> None:
-    from cnnlab.tasks import classify, detect, segment  # noqa: F401  (each registers its Task)
+    from cnnlab.tasks import classify, detect, generate, pose, segment, video  # noqa: F401  (each registers its Task)
 
 
 def task_names() -> list[str]:
@@ -151,8 +175,9 @@ def get_task(name: str, classes: list[str], label_smoothing: float = 0.0) -> Tas
 def task_for(model_name: str, model_tasks: tuple[str, ...], data: Dataset) -> str:
     """The task a model learns on a dataset: the first of the model's tasks the dataset's
     targets serve. A model that serves none of them is one sentence naming both."""
+    _load_tasks()
     for task in model_tasks:
-        if task in data.tasks:
+        if task in data.tasks or (task in _TASKS and _TASKS[task].serves_any_images):
             return task
     raise CnnlabError(
         f"model {model_name} serves {' and '.join(model_tasks)} but dataset {data.name} is for "
