@@ -47,7 +47,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ def coco(arg: str | None, opts: DataOptions) -> Dataset:
     except CnnlabError as e:
         raise CnnlabError(f"{e}; fix it: a coco: folder has nothing to train on without its train.json.") from None
     for part in PARTS[1:]:
-        if (root / f"{part}.json").is_file() and (doc := _tolerant(opts, skipped, read_json, root / f"{part}.json")):
+        if (root / f"{part}.json").is_file() and (doc := tolerant(opts, skipped, read_json, root / f"{part}.json")):
             docs[part] = doc
     split_off = {p: f for p, f in (("test", TEST_FRACTION), ("val", opts.val_fraction)) if p not in docs}
     if sum(split_off.values()) >= 1:
@@ -111,7 +111,7 @@ def coco(arg: str | None, opts: DataOptions) -> Dataset:
     entries = {part: image_entries(doc, f"{part}.json", opts, skipped) for part, doc in docs.items()}
     entries.update(split_by_hash(entries["train"], split_off))
 
-    loaded = {part: [im for e in es if (im := _tolerant(opts, skipped, load_image, root, e, categories, side))]
+    loaded = {part: [im for e in es if (im := tolerant(opts, skipped, load_image, root, e, categories, side))]
               for part, es in entries.items()}
     if not loaded["train"]:
         raise CnnlabError(f"no image of train.json in {root} could be used; see the warnings above for why.")
@@ -137,16 +137,16 @@ def coco(arg: str | None, opts: DataOptions) -> Dataset:
     )
 
 
-def _tolerant(opts: DataOptions, skipped: list[str], read: Callable[..., T], *args: object) -> T | None:
-    """read(*args), or None after `_skip_or_stop` when it raised."""
+def tolerant(opts: DataOptions, skipped: list[str], read: Callable[..., T], *args: object) -> T | None:
+    """read(*args), or None after `skip_or_stop` when it raised."""
     try:
         return read(*args)
     except CnnlabError as e:
-        _skip_or_stop(str(e), opts, skipped)
+        skip_or_stop(str(e), opts, skipped)
         return None
 
 
-def _skip_or_stop(problem: str, opts: DataOptions, skipped: list[str]) -> None:
+def skip_or_stop(problem: str, opts: DataOptions, skipped: list[str]) -> None:
     """Stop with the problem (on_corrupt 'error'), or warn and note it in `skipped` ('skip')."""
     problem = problem.rstrip(".")
     if opts.on_corrupt == "error":
@@ -182,7 +182,7 @@ def read_categories(doc: dict, name: str) -> dict[int, tuple[int, str]]:
         raise CnnlabError(f"{name} lists no categories; add a 'categories' list of {{'id': ..., 'name': ...}}.")
     named: dict[int, str] = {}
     for i, c in enumerate(cats):
-        if not (isinstance(c, dict) and _is_int(c.get("id")) and isinstance(c.get("name"), str) and c["name"]):
+        if not (isinstance(c, dict) and is_int(c.get("id")) and isinstance(c.get("name"), str) and c["name"]):
             raise CnnlabError(f"category #{i + 1} of {name} needs an integer 'id' and a 'name', got {c!r}.")
         if c["id"] in named or c["name"] in named.values() or c["name"] == "background":
             raise CnnlabError(
@@ -196,21 +196,21 @@ def image_entries(doc: dict, name: str, opts: DataOptions, skipped: list[str]) -
     """The image entries of one file, each with its annotations, in file order."""
     entries: dict[int, ImageEntry] = {}
     for i, im in enumerate(doc["images"]):
-        if entry := _tolerant(opts, skipped, _image_entry, im, i, name, entries):
+        if entry := tolerant(opts, skipped, _image_entry, im, i, name, entries):
             entries[entry.id] = entry
-    listed = {im["id"] for im in doc["images"] if isinstance(im, dict) and _is_int(im.get("id"))}
+    listed = {im["id"] for im in doc["images"] if isinstance(im, dict) and is_int(im.get("id"))}
     for i, ann in enumerate(doc["annotations"]):
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if _is_int(image_id) and image_id in entries:
+        if is_int(image_id) and image_id in entries:
             entries[image_id].annotations.append(ann)
-        elif not _is_int(image_id) or image_id not in listed:  # a skipped image's annotations go with it
+        elif not is_int(image_id) or image_id not in listed:  # a skipped image's annotations go with it
             problem = f"annotation #{i + 1} of {name} refers to image id {image_id!r}, which it does not list"
-            _skip_or_stop(problem, opts, skipped)
+            skip_or_stop(problem, opts, skipped)
     return list(entries.values())
 
 
 def _image_entry(im: object, i: int, name: str, seen: dict[int, ImageEntry]) -> ImageEntry:
-    if not (isinstance(im, dict) and _is_int(im.get("id")) and isinstance(im.get("file_name"), str) and im["file_name"]):
+    if not (isinstance(im, dict) and is_int(im.get("id")) and isinstance(im.get("file_name"), str) and im["file_name"]):
         raise CnnlabError(f"image entry #{i + 1} of {name} needs an integer 'id' and a 'file_name', got {im!r}")
     where = f"image {im['id']} ({im['file_name']}) of {name}"
     if im["id"] in seen:
@@ -219,7 +219,7 @@ def _image_entry(im: object, i: int, name: str, seen: dict[int, ImageEntry]) -> 
     if path.is_absolute() or ".." in path.parts:
         raise CnnlabError(f"{where} has a file_name outside images/; give it relative to DIR/images/")
     h, w = im.get("height"), im.get("width")
-    if (h, w) != (None, None) and not (_is_int(h) and _is_int(w) and h > 0 and w > 0):
+    if (h, w) != (None, None) and not (is_int(h) and is_int(w) and h > 0 and w > 0):
         raise CnnlabError(f"{where} has height {h!r} and width {w!r}; give both as positive integers, or neither")
     return ImageEntry(im["id"], im["file_name"], None if h is None else (h, w), name)
 
@@ -284,10 +284,10 @@ def _annotation(ann: object, categories: dict[int, tuple[int, str]], h: int, w: 
         raise CnnlabError(f"{entry}: an annotation is {ann!r}, not an object")
     where = f"{entry}: annotation {ann.get('id', '?')}"
     cid = ann.get("category_id")
-    if not _is_int(cid) or cid not in categories:
+    if not is_int(cid) or cid not in categories:
         raise CnnlabError(f"{where} has category id {cid!r}, which train.json's categories do not list")
     box = ann.get("bbox")
-    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+    if not (isinstance(box, list) and len(box) == 4 and all(is_number(v) for v in box)):
         raise CnnlabError(f"{where} has bbox {box!r}; give [x, y, width, height] in pixels")
     x, y, bw, bh = box
     if bw <= 0 or bh <= 0:
@@ -312,14 +312,14 @@ def decode_segmentation(segmentation: list | dict, h: int, w: int) -> np.ndarray
     from pycocotools import mask as mask_utils
 
     if isinstance(segmentation, list):
-        if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(_is_number, p)) for p in segmentation):
+        if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(map(is_number, p)) for p in segmentation):
             raise CnnlabError("each polygon must be a list of at least 3 x, y pairs")
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
     elif isinstance(segmentation, dict):
         size, counts = segmentation.get("size"), segmentation.get("counts")
         if size != [h, w]:
             raise CnnlabError(f"its RLE size {size!r} is not the image's [height, width] [{h}, {w}]")
-        if isinstance(counts, list) and all(_is_int(c) for c in counts):
+        if isinstance(counts, list) and all(is_int(c) for c in counts):
             runs, rle = counts, mask_utils.frPyObjects(segmentation, h, w)
         elif isinstance(counts, str):
             runs, rle = rle_runs(counts), {"size": [h, w], "counts": counts.encode()}
@@ -383,8 +383,9 @@ def resize_binary(mask: Tensor, size: tuple[int, int]) -> Tensor:
     return scaled[0, 0] >= 0.5
 
 
-def file_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image as read_image sees it: after its EXIF orientation is applied."""
+def file_size(path: Path | BinaryIO) -> tuple[int, int]:
+    """(height, width) of an image (a file, or an upload in an io.BytesIO) as read_image sees it:
+    after its EXIF orientation is applied."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -411,10 +412,10 @@ def stack(images: list[LoadedImage], most: int, side: int) -> Split:
     return Split(x, Targets(fields, dict(KINDS)))
 
 
-def _is_int(v: object) -> bool:
+def is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
+def is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 

@@ -10,6 +10,11 @@ dimension, each with a *kind* that says how it moves when the pixels move:
     boxes       (N, M, 4)       x1, y1, x2, y2 in pixels; rows past an image's count are padding
     keypoints   (N, J, 3)       x, y in pixels and a visibility flag (0 = not labelled)
 
+A keypoints field NAME may come with a label field NAME_mirror (N, J) int64: the joint each
+joint becomes in the mirror image. A left-right flip moves the pixels of a left wrist to where a
+right wrist would be, so the mirrored points are renumbered by it (left and right swap names);
+without it every joint keeps its index.
+
 Variable counts (boxes per image) are padded to the largest count, with the padding marked in
 a `label` field (a class of -1), so indexing, shuffling, hashing, moving to a device and slicing
 for DDP are the same tensor operations for every task.
@@ -72,6 +77,15 @@ def target_tensors(y: Tensor | Targets) -> list[Tensor]:
     return [y] if isinstance(y, Tensor) else [t for _, t in y.tensors()]
 
 
+def mirror_order(names: list[str]) -> list[int]:
+    """The joint each joint becomes in a mirror image, by name: 'left_x' <-> 'right_x' (the
+    NAME_mirror field of keypoints); a joint without a counterpart (neck, nose) stays itself."""
+    def swapped(name: str) -> str:
+        return name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+
+    return [names.index(swapped(n)) if swapped(n) in names else i for i, n in enumerate(names)]
+
+
 def flip_targets(y: Tensor | Targets, flip: Tensor, width: int) -> Tensor | Targets:
     """Mirror left-right the targets of the images where `flip` (N,) is True, as the pixels were."""
     if isinstance(y, Tensor):
@@ -86,6 +100,8 @@ def flip_targets(y: Tensor | Targets, flip: Tensor, width: int) -> Tensor | Targ
             t = torch.where(flip[:, None, None], mirrored, t)
         elif kind == "keypoints":
             mirrored = torch.stack([width - 1 - t[..., 0], t[..., 1], t[..., 2]], -1)
+            if f"{name}_mirror" in y.fields:  # joint j of the mirror image is the mirrored joint mirror[j]
+                mirrored = mirrored.gather(1, y.fields[f"{name}_mirror"][..., None].expand(-1, -1, 3))
             t = torch.where(flip[:, None, None], mirrored, t)
         out[name] = t
     return Targets(out, y.kinds)

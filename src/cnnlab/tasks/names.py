@@ -10,6 +10,8 @@ LABELS = {
     "acc": "accuracy", "loss": "loss", "miou": "mean IoU", "pixel_acc": "pixel accuracy",
     "class_acc": "class-average accuracy", "map": "mAP@[.5:.95]", "map_50": "mAP@0.5",
     "ap": "AP@[.5:.95]", "ap_50": "AP@0.5", "recall": "recall",
+    "pck20": "PCK@0.2", "pck05": "PCK@0.05", "pcp": "PCP",
+    **{f"stage{s}_{k}": f"stage {s} {v}" for s in range(1, 4) for k, v in (("pck20", "PCK@0.2"), ("pck05", "PCK@0.05"), ("pcp", "PCP"))},
 }
 PER_CLASS = {"segment": "IoU"}  # what a task's per_class holds where it is one number per class
 
