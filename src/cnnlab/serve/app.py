@@ -30,7 +30,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     from cnnlab import __version__
-    from cnnlab.serve import answers, lab_api
+    from cnnlab.serve import answers, lab_api, quiz, task_api
     from cnnlab.serve.access import BearerToken
     from cnnlab.serve.limits import REQUEST_SECONDS, TimeLimit
     from cnnlab.serve.playground import api as playground_api
@@ -49,13 +49,16 @@ def create_app(
     app = FastAPI(
         title="cnnlab", version=__version__, lifespan=lifespan,
         description="A trained cnnlab run over HTTP: predict, explain (Grad-CAM), attack (FGSM/PGD), explore its "
-        "feature maps; and a playground that trains small networks on 2-D data. Images are uploads in the "
-        "multipart field `file` (predict also takes the image as the whole body, `Content-Type: image/png`); "
+        "feature maps; detect (boxes) or segment (a class per pixel) for runs of those tasks; and a playground "
+        "that trains small networks on 2-D data. Images are uploads in the multipart field `file` (predict, "
+        "detect and segment also take the image as the whole body, `Content-Type: image/png`); "
         "errors are `{\"error\": sentence}`.",
     )
     app.state.store = store
     app.state.trainings = playground_api.Trainings()
     app.include_router(lab_api.router)
+    app.include_router(task_api.router)
+    app.include_router(quiz.router)
     app.include_router(playground_api.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     answers.install(app, store.root if store is not None else None)
@@ -71,6 +74,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def lab_page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/quiz", include_in_schema=False)
+    def quiz_page() -> FileResponse:
+        return FileResponse(STATIC / "quiz.html")
 
     @app.get("/playground", include_in_schema=False)
     def playground_page() -> FileResponse:

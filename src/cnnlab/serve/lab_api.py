@@ -82,14 +82,14 @@ def _store(request: Request):  # noqa: ANN202
     return store
 
 
-async def _served(request: Request, name: str | None) -> Served:
+async def served_run(request: Request, name: str | None) -> Served:
     store = _store(request)
     if not name or name == store.default.name:
         return store.default
     return await run_in_threadpool(store.get, name)  # a sibling not yet open is loaded off the event loop
 
 
-async def _analysis(served: Served, work: Callable[[], T]) -> T:
+async def on_analysis_copy(served: Served, work: Callable[[], T]) -> T:
     """`work()` on the run's analysis copy, holding its lock, in a worker thread. A time-out
     stops the wait, not the computation (already bounded by check_work), which keeps its
     place among the ANALYSES_QUEUED until it ends."""
@@ -144,9 +144,9 @@ def runs(request: Request) -> dict[str, Any]:
 
 @router.get("/model", summary="The served model: summary, classes, input shape")
 async def model(request: Request, run: RunName = None) -> dict[str, Any]:
-    served = await _served(request, run)
+    served = await served_run(request, run)
     if served.description is None:
-        served.description = await _analysis(served, partial(_describe, served))
+        served.description = await on_analysis_copy(served, partial(_describe, served))
     return served.description
 
 
@@ -169,7 +169,7 @@ async def predict(
 ) -> Response:
     """The image is the multipart field `file`, or the whole body with an image Content-Type.
     Requests that arrive together share one forward pass (micro-batching)."""
-    served = await _served(request, run)
+    served = await served_run(request, run)
     served.require_classifier("/api/predict")
     data, name = await request_image(request)
     width, height = image_size(data, name)
@@ -198,7 +198,7 @@ async def explain(
     explained is in the `X-Cnnlab-Target` header, percent-encoded (UTF-8)."""
     from cnnlab.explain import attribute
 
-    served = await _served(request, run)
+    served = await served_run(request, run)
     served.require_classifier("/api/explain")
     check_work(2 + BACKWARD, served.forward_seconds, "Grad-CAM", "this model is too slow to explain on this server")
     data = await file.read(MAX_UPLOAD_BYTES + 1)
@@ -212,7 +212,7 @@ async def explain(
         heat = attribute(served.analysis, x, torch.tensor([t]), "gradcam")  # (1, C, H, W)
         return heatmap_png(x[0], heat[0].mean(0), scale=max(1, 224 // served.run.input_shape[1])), t
 
-    body, t = await _analysis(served, work)
+    body, t = await on_analysis_copy(served, work)
     # percent-encoded: a header is Latin-1 text on one line, a class name may be anything
     return Response(body, media_type="image/png", headers={"X-Cnnlab-Target": quote(served.run.classes[t], safe="")})
 
@@ -231,7 +231,7 @@ async def attack(
     the model predicts on the clean image."""
     from cnnlab.attack import fgsm, pgd
 
-    served = await _served(request, run)
+    served = await served_run(request, run)
     served.require_classifier("/api/attack")
     passes = 2 + (1 if method == "fgsm" else steps) * (1 + BACKWARD)
     check_work(passes, served.forward_seconds, f"{method.upper()} with {steps} steps" if method == "pgd" else "FGSM",
@@ -253,7 +253,7 @@ async def attack(
             "noise": data_url(png((x_adv - x)[0] / (2 * max(eps, 1e-12)) + 0.5, scale=scale)),  # gray = 0, white = +eps
         }
 
-    return await _analysis(served, work)
+    return await on_analysis_copy(served, work)
 
 
 @router.post("/features", summary="Feature maps of every layer for an uploaded image (the explorer's columns)",
@@ -261,7 +261,7 @@ async def attack(
 async def features(request: Request, file: ImageFile, run: RunName = None) -> dict[str, Any]:
     from cnnlab.serve.explorer import feature_maps
 
-    served = await _served(request, run)
+    served = await served_run(request, run)
     check_work(1, served.forward_seconds, "the explorer", "this model is too slow to explore on this server")
     data = await file.read(MAX_UPLOAD_BYTES + 1)
 
@@ -269,7 +269,7 @@ async def features(request: Request, file: ImageFile, run: RunName = None) -> di
         x = read_upload(data, file.filename or "the upload", served.run.input_shape)
         return {"run": served.name, "classes": served.run.classes, **feature_maps(served.analysis, x)}
 
-    return await _analysis(served, work)
+    return await on_analysis_copy(served, work)
 
 
 @router.post("/explorer/cell", summary="One output cell of the first convolution, worked by hand", responses=UPLOADS)
@@ -281,7 +281,7 @@ async def cell(
 ) -> dict[str, Any]:
     from cnnlab.serve.explorer import model_cell
 
-    served = await _served(request, run)
+    served = await served_run(request, run)
     check_work(1, served.forward_seconds, "the explorer", "this model is too slow to explore on this server")
     data = await file.read(MAX_UPLOAD_BYTES + 1)
 
@@ -289,7 +289,7 @@ async def cell(
         x = read_upload(data, file.filename or "the upload", served.run.input_shape)
         return model_cell(served.analysis, x, channel, i, j)
 
-    return await _analysis(served, work)
+    return await on_analysis_copy(served, work)
 
 
 @router.get("/explorer/lecture", summary="The lecture's worked convolution: image, kernels, bias, output map")

@@ -161,7 +161,7 @@ def overlay(image: Tensor, mask: Tensor, num_classes: int, alpha: float = 0.7) -
     rgb = (grey * 255).round().to(torch.uint8)
     classes = range(1, num_classes)
     masks = torch.stack([mask == k for k in classes])
-    return draw_segmentation_masks(rgb, masks, alpha=alpha, colors=[_colour(k) for k in classes]).float() / 255
+    return draw_segmentation_masks(rgb, masks, alpha=alpha, colors=[class_colour(k) for k in classes]).float() / 255
 
 
 def mask_grid(images: Tensor, true: Tensor, predicted: Tensor, classes: list[str], path: Path, pairs: int = 2) -> Path:
@@ -183,10 +183,11 @@ def mask_grid(images: Tensor, true: Tensor, predicted: Tensor, classes: list[str
             ax.imshow(panel.permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    key = [Patch(color=_colour(k), label=name) for k, name in enumerate(classes) if k > 0]
+    key = [Patch(color=class_colour(k), label=name) for k, name in enumerate(classes) if k > 0]
     fig.legend(handles=key, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(key), fontsize=8, frameon=False)
     return save_figure(fig, path)
 
 
-def _colour(k: int) -> str:
+def class_colour(k: int) -> str:
+    """The colour of class k >= 1 in every picture (and on the lab page); class 0, the background, has none."""
     return COLOURS[(k - 1) % len(COLOURS)]

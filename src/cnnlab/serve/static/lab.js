@@ -1,5 +1,6 @@
 // The lab page: one image (drawn or uploaded) goes to /api/predict, /api/explain, /api/attack
-// and /api/features; the explorer shows the lecture's convolution or the served model's maps.
+// and /api/features (a detection or segmentation run's to its own endpoint: where.js); the
+// explorer shows the lecture's convolution or the served model's maps.
 // Every name from the server (runs, classes, layers) is put in the page as text (common.js).
 "use strict";
 
@@ -32,6 +33,7 @@ async function loadModel() {
   $("model-info").textContent = `${m.model} on ${m.data}, input ${m.input_shape.join("×")}, ` +
     `${m.summary.params.toLocaleString()} learned parameters` +
     (m.test_accuracy != null ? `, test accuracy ${pct(m.test_accuracy)}` : "");
+  showTask(m.task);   // where.js: a detection or segmentation run gets its own card
 }
 
 async function loadRuns() {
@@ -107,6 +109,10 @@ async function analyse() {
   if (!image) return;
   fail("");
   try {
+    if (WHERE[servedTask]) {   // where.js: boxes or a mask instead of classes
+      await Promise.all([where(), source() === "model" ? modelExplorer() : null]);
+      return;
+    }
     await predict();
     await Promise.all([explain(), attack(), source() === "model" ? modelExplorer() : null]);
   } catch (e) { fail(e.message); }
