@@ -189,3 +189,25 @@ def test_a_detector_on_digits_is_one_sentence_naming_both(tmp_path) -> None:
     with pytest.raises(CnnlabError, match="yolo.*digits") as e:
         cnnlab.train(model="yolo", data="digits", epochs=1, out=tmp_path / "r", quiet=True)
     assert "detect" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_detector_trains_with_its_own_optimizer_unless_told_otherwise(small_shapes: Dataset, tmp_path) -> None:
+    from cnnlab.config import TrainConfig
+    from cnnlab.training.api import model_choices
+
+    # a user who names no optimizer gets ssd's AdamW at 2e-3; one who names SGD gets SGD at its usual rate
+    assert model_choices(TrainConfig(model="ssd"), set()).optimizer == "adamw"
+    sgd = model_choices(TrainConfig(model="ssd", optimizer="sgd"), {"optimizer"}).resolved()
+    assert (sgd.optimizer, sgd.lr) == ("sgd", 0.05)
+    assert model_choices(TrainConfig(model="ssd", lr=0.01), {"lr"}).lr == 0.01
+    assert model_choices(TrainConfig(model="fcn"), set()) == TrainConfig(model="fcn")
+
+    # Measured (seed 0, 3 epochs of 4 steps of 16 scenes, ~25 s of CPU): train loss 14.4 -> 7.1 -> 5.7
+    data = replace(small_shapes, train=Split(small_shapes.train.x[:64], small_shapes.train.y[:64]),
+                   val=Split(small_shapes.val.x[:16], small_shapes.val.y[:16]),
+                   test=Split(small_shapes.test.x[:16], small_shapes.test.y[:16]))
+    run = cnnlab.train(model="ssd", data=data, epochs=3, batch_size=16, out=tmp_path / "ssd", quiet=True)
+    config = (run.path / "config.toml").read_text()
+    assert 'optimizer = "adamw"' in config and "lr = 0.002" in config
+    losses = [json.loads(line)["train_loss"] for line in (run.path / "metrics.jsonl").read_text().splitlines()[:3]]
+    assert all(math.isfinite(v) for v in losses) and losses[2] < 0.7 * losses[0], losses

@@ -73,8 +73,8 @@ class TrainConfig:
     on_corrupt: str = option("skip", "imagefolder: skip an undecodable image (named) or error.")
     epochs: int = option(10, "Passes over the training images.")
     batch_size: int = option(128, "Images per optimizer step.")
-    optimizer: str = option("sgd", "sgd (Nesterov), adam or adamw.")
-    lr: float = option(0.0, "Peak learning rate (default 0.05 for SGD, 1e-3 for Adam).")  # 0 = DEFAULT_LR
+    optimizer: str = option("sgd", "sgd (Nesterov), adam or adamw (yolo and ssd: adamw unless you choose).")
+    lr: float = option(0.0, "Peak learning rate (default 0.05 for SGD, 1e-3 for Adam; yolo and ssd: 2e-3).")  # 0 = DEFAULT_LR
     momentum: float = option(0.9, "SGD momentum.")
     weight_decay: float = option(5e-4, "L2 penalty on weights (not biases or norms).")
     schedule: str = option("onecycle", "onecycle, cosine, step or none.")

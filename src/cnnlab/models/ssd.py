@@ -48,6 +48,10 @@ IOU_MATCH = 0.5  # a default box with IoU >= 0.5 to a true box learns it (the pa
 NEG_TO_POS = 3  # hard negatives per positive (the paper's 3:1)
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # offsets scaled as torchvision's SSD (the paper code's variances 0.1, 0.2)
 MIN_SIDE = 8  # the stem's three pools leave a 1x1 map; the further maps are 1x1 too
+# What `cnnlab train` uses where the user chose no optimizer or lr. Measured on 32 `shapes`
+# scenes (seed 0, batches of 16, constant lr): Nesterov SGD at its default 0.05 throws the loss
+# from 16.7 to 45.5 in three steps and is still at 9.6 after twelve; AdamW at 2e-3 is at 3.9.
+TRAINING = {"optimizer": "adamw", "lr": 2e-3}
 
 
 class MultiScale(nn.Module):
@@ -165,6 +169,7 @@ class SSD(nn.Module):
     reference_classes=4,
     reference_params=1_942_896,
     tasks=("detect",),
+    training=TRAINING,
 )
 def ssd(spec: ModelSpec) -> nn.Module:
     """A small SSD: default boxes on 3 maps (strides 8, 16, 32), 4 per location (Liu et al. 2016).

@@ -51,6 +51,9 @@ BOXES_PER_CELL = 2  # the paper's B
 # keeps one object per cell, so about half of those are lost); at 32 px a cell, 14.7% would.
 WIDTHS = ((16,), (32,), (64, 64), (128, 128), (256, 256, 256))
 MIN_SIDE = 16  # four pools: a 1x1 grid
+# What `cnnlab train` uses where the user chose no optimizer or lr: the choice of the measured
+# `shapes` runs (docs/results.md), the same as `ssd`'s, so the two detectors compare like for like.
+TRAINING = {"optimizer": "adamw", "lr": 2e-3}
 
 
 def stages(in_channels: int, widths: Sequence[Sequence[int]]) -> nn.Sequential:
@@ -181,6 +184,7 @@ class YOLO(nn.Module):
     reference_classes=4,
     reference_params=1_761_821,
     tasks=("detect",),
+    training=TRAINING,
 )
 def yolo(spec: ModelSpec) -> nn.Module:
     """A YOLOv1-style grid detector: S x S cells of 16 px, B = 2 boxes each (Redmon et al. 2016).

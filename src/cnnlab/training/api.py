@@ -62,7 +62,9 @@ def train(
     given = given_options(config, overrides)
     if cfg.recipe != "none":
         cfg = apply_recipe(cfg, given)
-    if model is not None:
+    if model is None:
+        cfg = model_choices(cfg, given)
+    else:
         cfg = replace(cfg, model=f"custom:{type(model).__name__}")
     cfg = cfg.resolved()
     dist = distributed.join(cfg)  # several processes when torchrun started this one
@@ -100,6 +102,17 @@ def train(
         run = Run(path, cfg, provenance, model)
     fit(run, data, quiet=quiet)
     return run
+
+
+def model_choices(cfg: TrainConfig, given: set[str]) -> TrainConfig:
+    """`cfg` with the registered model's own training values (its entry's `training`) for the
+    options not in `given` (the ones the user set), after any recipe: the model knows what it
+    trains with. A learning rate belongs to its optimizer, so it is not taken when the user
+    named another optimizer (which then gets that optimizer's usual rate)."""
+    chosen = dict(get_entry(cfg.model).training)
+    if "optimizer" in given and cfg.optimizer != chosen.get("optimizer", cfg.optimizer):
+        chosen.pop("lr", None)
+    return replace(cfg, **{k: v for k, v in chosen.items() if k not in given})
 
 
 def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = False) -> Run:
