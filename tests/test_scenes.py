@@ -110,3 +110,14 @@ def test_fashion_items_stay_mostly_visible() -> None:
     for m, ls in zip(y.get("mask"), y.get("labels"), strict=True):
         for label in ls[ls >= 0].unique():
             assert (m == label).sum() >= fashion_scenes.MIN_VISIBLE * smallest
+
+
+def test_half_the_look_alike_pixels_lie_beyond_the_fcns_sight() -> None:
+    """An output pixel of `fcn` sees 38 px each way (tests/test_segment.py); about half of the
+    sand and road pixels have no water or building that near, so only context can label them."""
+    _, y = context_scenes.scenes(200, seed=26)
+    mask = y.get("mask")
+    cue = ((mask == context_scenes.WATER) | (mask == context_scenes.BUILDINGS)).float()[:, None]
+    near_cue = torch.nn.functional.max_pool2d(cue, 2 * 38 + 1, stride=1, padding=38)[:, 0] > 0  # a cue in the window
+    look_alike = (mask == context_scenes.SAND) | (mask == context_scenes.ROAD)
+    assert 0.45 < (look_alike & ~near_cue).sum() / look_alike.sum() < 0.55  # measured: 0.50

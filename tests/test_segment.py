@@ -158,7 +158,23 @@ def test_dagrnn_starts_as_the_fcn_and_both_label_every_pixel() -> None:
     x = torch.rand(2, 3, 40, 56)
     with torch.no_grad():
         assert fcn.eval()(x).shape == (2, 5, 40, 56)
-        assert torch.allclose(dagrnn.eval()(x), fcn(x), atol=1e-6)  # its output weights start at zero
+        assert torch.allclose(dagrnn.eval()(x), fcn(x), atol=1e-6)  # its BatchNorm scale starts at zero
+
+
+def test_fcn_sees_76_pixels_and_fcn_dagrnn_the_whole_image() -> None:
+    """The input pixels that reach the centre pixel's scores (a nonzero gradient): `fcn`'s
+    receptive field, 68 px at stride 8 widened by the bilinear upsampling, against the DAG-RNN's
+    four sweeps over the whole map (its BatchNorm scale set to 1: at 0 the context is off)."""
+    torch.manual_seed(0)
+    fcn, dagrnn = build_model("fcn", (3, 96, 96), 6).eval(), build_model("fcn-dagrnn", (3, 96, 96), 6).eval()
+    torch.nn.init.ones_(dagrnn.net.context.norm.weight)
+    seen = {}
+    for name, model in (("fcn", fcn), ("fcn-dagrnn", dagrnn)):
+        x = torch.rand(4, 3, 96, 96, requires_grad=True)
+        model(x)[:, :, 48, 48].sum().backward()
+        rows = torch.nonzero(x.grad.abs().sum((0, 1, 3)) > 0).flatten()
+        seen[name] = (rows.min().item(), rows.max().item())
+    assert seen == {"fcn": (48 - 38, 48 + 37), "fcn-dagrnn": (0, 95)}
 
 
 def test_fcn_learns_shapes_through_train(tmp_path) -> None:
