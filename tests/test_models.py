@@ -40,7 +40,7 @@ EXPECTED_PARAMS = [
     ("fastnet-wide", (3, 32, 32), 10, 1_978_026),
     # convs 3-16-16, 32-32, 64-64, 128-128 (3x3, no bias) 293,040 + BatchNorms 960 + four 1x1 score layers 976
     ("fcn", (3, 96, 96), 4, 294_976),
-    ("fcn-dagrnn", (3, 96, 96), 4, 377_280),  # + DAG-RNN U 33,024, W 16,384, V 32,896
+    ("fcn-dagrnn", (3, 96, 96), 4, 377_408),  # + DAG-RNN U 33,024, W 16,384, V 32,768, its BatchNorm 256
     # 3x3 convs 3-16, 32, 64-64, 128-128, 256-256-256 (no bias) 1,756,080 + BatchNorms 2,400, then the heads:
     ("yolo", (3, 96, 96), 4, 1_761_821),  # 1x1 conv 256 -> 2 boxes x 5 + 3 classes, with bias: 3,341
     ("ssd", (3, 96, 96), 4, 1_942_896),  # 3x3 convs, 4 default boxes x (4 classes + 4 offsets) from 128/256/256: 184,416
