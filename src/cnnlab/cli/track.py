@@ -22,7 +22,8 @@ def track(
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     max_age: Annotated[int | None, typer.Option(help="Frames a lost track waits (default 1 for SORT, 30 with appearance).")] = None,
     min_hits: Annotated[int, typer.Option(help="Matches before a track is reported.")] = 3,
-    max_cosine: Annotated[float, typer.Option(help="Largest cosine distance matched on appearance.")] = 0.2,
+    motion_weight: Annotated[float, typer.Option(help="With --appearance: the weight of motion (1 - IoU) against "
+                                                      "appearance (cosine distance) in a pair's cost.")] = 0.3,
     gif: Annotated[bool, typer.Option(help="Write the animated GIF.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -31,7 +32,7 @@ def track(
     from cnnlab.track.detections import parse_noise
 
     record = run_tracking(sequence, out, detector=detector, detections=detections, appearance=appearance,
-                          noise=parse_noise(noise), seed=seed, max_age=max_age, min_hits=min_hits, max_cosine=max_cosine,
+                          noise=parse_noise(noise), seed=seed, max_age=max_age, min_hits=min_hits, motion_weight=motion_weight,
                           gif=gif)
     if as_json:
         emit(record)

@@ -23,7 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, json_text
 from cnnlab.track.appearance import Embedder
 from cnnlab.track.detections import NOISE, detect, noisy_detections
-from cnnlab.track.sort import APPEARANCE_MAX_AGE, MAX_AGE, MAX_COSINE, MIN_HITS, AppearanceSort, Sort
+from cnnlab.track.sort import APPEARANCE_MAX_AGE, MAX_AGE, MIN_HITS, MOTION_WEIGHT, AppearanceSort, Sort
 
 RESULTS, GIF, RECORD = "results.txt", "tracking.gif", "tracking.json"
 
@@ -62,7 +62,7 @@ def track(
     seed: int = 0,
     max_age: int | None = None,
     min_hits: int = MIN_HITS,
-    max_cosine: float = MAX_COSINE,
+    motion_weight: float = MOTION_WEIGHT,
     gif: bool = True,
 ) -> dict[str, Any]:
     """Track `sequence` and write the results into `out` (see the module); returns the record."""
@@ -89,7 +89,8 @@ def track(
         raise CnnlabError(f"sequence {seq.name} has no det/det.txt and no ground truth; give --detector RUN or --detections FILE.")
     if appearance is not None:
         embedder = Embedder(appearance)
-        tracker: Sort = AppearanceSort(APPEARANCE_MAX_AGE if max_age is None else max_age, min_hits, max_cosine=max_cosine)
+        tracker: Sort = AppearanceSort(APPEARANCE_MAX_AGE if max_age is None else max_age, min_hits,
+                                       motion_weight=motion_weight)
         name = f"sort+appearance ({embedder.name})"
     else:
         embedder, tracker, name = None, Sort(MAX_AGE if max_age is None else max_age, min_hits), "sort"
