@@ -20,6 +20,7 @@ from cnnlab.cli import (
     evaluate,
     experiment,
     explain,
+    generate,
     inside,
     publish,
     quickstart,
@@ -60,6 +61,7 @@ for command in (
     quickstart.quickstart, train.train, evaluate.evaluate, evaluate.predict, catalog.summary, catalog.models,
     catalog.datasets, publish.report, inside.conv, inside.show, explain.explain, explain.influence, attack.attack,
     audit.compare, audit.verify, publish.card, bench.bench, serve.serve, serve.playground, track.track,
+    generate.generate, generate.provenance,
 ):
     app.command()(command)
 app.add_typer(experiment.experiment, name="experiment")

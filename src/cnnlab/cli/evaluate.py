@@ -87,6 +87,9 @@ def predict(
         elif "boxes" in r:
             rows = [[b["class"], f"{b['score']:.3f}", ", ".join(f"{v:.1f}" for v in b["box"])] for b in r["boxes"]]
             console.print(table(r["image"], ["class", "score", "box x1, y1, x2, y2"], rows))
+        elif "real" in r:  # a GAN's discriminator: how real each image looks to it
+            real = r["real"] if isinstance(r["real"], dict) else {"(unconditional)": r["real"]}
+            console.print(table(r["image"], ["class", "D(x): probability real"], [[c, f"{p:.4f}"] for c, p in real.items()]))
         else:
             rows = [[c, f"{100 * share:.1f}%"] for c, share in r["pixels"].items()]
             console.print(table(r["image"], ["class", "pixels"], rows))

@@ -17,6 +17,7 @@ from cnnlab.attack import report as attack_report
 from cnnlab.audit import report as audit_report
 from cnnlab.explain import report as explain_report
 from cnnlab.files import atomic_write_text
+from cnnlab.generate import report as generate_report
 from cnnlab.inside import report as inside_report
 from cnnlab.publish.evaluation import evaluation_dir, evaluation_result, headline, number, per_class_table
 from cnnlab.report import figures
@@ -135,6 +136,7 @@ SECTIONS = (
     overview,
     training,
     evaluation,
+    generate_report.section,  # Generation: the grid of each epoch, the measures, the real-vs-generated score
     attack_report.section,  # Robustness: what `cnnlab attack` measured
     inside_report.section,  # Inside the network: filters, feature maps, MLP vs CNN
     explain_report.section,  # Interpretability: attributions, their sanity, influence

@@ -13,7 +13,7 @@ LABELS = {
     "pck20": "PCK@0.2", "pck05": "PCK@0.05", "pcp": "PCP",
     **{f"stage{s}_{k}": f"stage {s} {v}" for s in range(1, 4) for k, v in (("pck20", "PCK@0.2"), ("pck05", "PCK@0.05"), ("pcp", "PCP"))},
 }
-PER_CLASS = {"segment": "IoU"}  # what a task's per_class holds where it is one number per class
+PER_CLASS = {"segment": "IoU", "generate": "D(x)"}  # what a task's per_class holds where it is one number per class
 
 
 def label(metric: str) -> str:

@@ -111,6 +111,7 @@ def end_epoch(run: Run, parts: Parts, pos: Position, epoch_start: float, step_lr
                    best_score=pos.best_score, best_epoch=pos.best_epoch)
     if main:
         save_weights(parts.model, run.path / WEIGHTS, run.weights_metadata())
+        parts.task.end_of_epoch(parts.model, pos.epoch, run.path, run.path / WEIGHTS)
         if run.config.keep_checkpoints:
             keep_epoch_weights(run, parts, pos.epoch, step_lrs)
     if score > pos.best_score:

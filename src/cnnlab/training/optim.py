@@ -14,9 +14,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from cnnlab.config import TrainConfig
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
-    """SGD with Nesterov momentum, Adam or AdamW. Weight decay skips biases and norm weights
-    (1-D tensors): decaying them only fights the normalisation (as in airbench, timm)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig, betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
+    """SGD with Nesterov momentum, Adam or AdamW (`betas`: torch's default unless a task asks
+    for others, a GAN's 0.5). Weight decay skips biases and norm weights (1-D tensors):
+    decaying them only fights the normalisation (as in airbench, timm)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [
@@ -26,8 +27,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=betas)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas)
 
 
 def make_schedule(optimizer: Optimizer, cfg: TrainConfig, total_steps: int) -> LRScheduler:

@@ -92,7 +92,8 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
     steps_per_epoch = num_batches(len(train), cfg.batch_size, drop_last)
     if steps_per_epoch == 0:
         raise CnnlabError(f"{data.name} has {len(train)} training images, too few for one batch.")
-    optimizer = make_optimizer(model, cfg)
+    own = task.own_training(model, cfg, device)  # a GAN: the discriminator's update inside each step
+    optimizer = make_optimizer(own.trained, cfg, own.adam_betas) if own else make_optimizer(model, cfg)
     schedule = make_schedule(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
     group_loss = make_group_loss(cfg.mitigate, data.name, train.x, train.y, task.per_example_loss)  # --mitigate
     private = None
@@ -127,9 +128,9 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
         return loss, outputs
 
     stateful = {"optimizer": optimizer, "schedule": schedule, "augment_rng": _GeneratorState(augment_rng),
-                "group_loss": group_loss, "privacy": private}
-    parts = Parts(task, dist, device, model, train, val, test, steps_per_epoch, drop_last, step, transform,
-                  optimizer, schedule, stateful, private)
+                "group_loss": group_loss, "privacy": private, **({"own_training": own} if own else {})}
+    parts = Parts(task, dist, device, model, train, val, test, steps_per_epoch, drop_last,
+                  own.step if own else step, transform, optimizer, schedule, stateful, private)
     pos = Position(sums=[0.0] * task.sum_count)
     if state is not None:
         pos = restore(parts, state)
