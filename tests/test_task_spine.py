@@ -1,5 +1,6 @@
-"""The shared spine carries every task: a segmentation run resumes bit for bit after a SIGKILL
-(its masks moved by the same crops and flips), and trains on two processes like on one."""
+"""The shared spine carries every task: a segmentation run and a detection run resume bit for
+bit after a SIGKILL (their masks and boxes moved by the same crops and flips), and a
+segmentation run trains on two processes like on one."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from conftest import cnnlab_process
 # crops and flips that move the masks, so the resumed augmentation stream is checked too.
 ARGS = ["--model", "fcn", "--data", "shapes", "--image-size", "24", "--epochs", "2", "--batch-size", "64",
         "--augment", "crop,flip", "--seed", "5"]
+# yolo the same way: its grid targets are built from the boxes the crops and flips moved, and
+# Adam's moments are state a resume must restore too.
+DETECT_ARGS = ["--model", "yolo", *ARGS[2:], "--optimizer", "adam"]
 
 
 def _finish(p, timeout: float = 600) -> str:
@@ -48,8 +52,23 @@ def test_segmentation_sigkill_then_resume_is_bitwise_equal(tmp_path: Path) -> No
     test = _records(reference)[-1]
     assert test["event"] == "test" and test["test_miou"] > 0.3  # it learned: the comparison means something
 
-    out = tmp_path / "run"
-    p = cnnlab_process("train", *ARGS, "--checkpoint-every", "5", "--out", out, "--quiet")
+    _assert_killed_and_resumed_equal(ARGS, reference, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_detection_sigkill_then_resume_is_bitwise_equal(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _finish(cnnlab_process("train", *DETECT_ARGS, "--out", reference, "--quiet"))
+    first, second, test = _records(reference)
+    assert test["event"] == "test" and "test_map_50" in test
+    assert second["train_loss"] < first["train_loss"]  # it learned: the comparison means something
+    _assert_killed_and_resumed_equal(DETECT_ARGS, reference, tmp_path / "run")
+
+
+def _assert_killed_and_resumed_equal(args: list[str], reference: Path, out: Path) -> None:
+    """Train with `args` into `out`, SIGKILL it after a checkpoint inside epoch 2, resume: the
+    weights and every record equal those of the uninterrupted `reference`."""
+    p = cnnlab_process("train", *args, "--checkpoint-every", "5", "--out", out, "--quiet")
     deadline = time.monotonic() + 300
     while not (_position(out)[0] >= 1 and _position(out)[1] > 0):  # a checkpoint inside epoch 2
         assert p.poll() is None and time.monotonic() < deadline, "the run never reached a mid-epoch checkpoint"
