@@ -249,3 +249,23 @@ def test_a_sequence_without_detections_or_truth_is_refused(tmp_path: Path) -> No
     bare = Sequence(seq.name, seq.length, seq.size, seq.fps, seq.frame)
     with pytest.raises(CnnlabError, match="no det/det.txt and no ground truth"):
         track(bare, tmp_path / "o")
+
+
+def test_a_detection_run_detects_on_each_frame_in_the_frames_pixels(tmp_path: Path) -> None:
+    """A yolo run (one epoch on 32 scenes: only the plumbing is tested) asked for every box
+    gives COCO's 100 per frame, inside the frame, and the tracker takes them."""
+    import cnnlab
+    from cnnlab.data.dataset import Dataset, Split
+    from cnnlab.data.shapes import CLASSES, scenes
+    from cnnlab.track.detections import detect
+
+    x, y = scenes(40, 15)
+    data = Dataset(name="shapes", classes=list(CLASSES), train=Split(x[:32], y[:32]), val=Split(x[32:], y[32:]),
+                   test=Split(x[32:], y[32:]), task="detect")
+    run = cnnlab.train(model="yolo", data=data, epochs=1, batch_size=16, out=tmp_path / "yolo", quiet=True)
+    seq = moving_objects(1, frames=3)
+    found = detect(run.path, seq, score_threshold=0.0)
+    assert np.bincount(found[:, 0].astype(int)).tolist() == [0, 100, 100, 100]
+    assert (found[:, 2:4] >= -0.5).all() and (found[:, 2:4] + found[:, 4:6] <= 96.5).all()
+    record = track(seq, tmp_path / "out", detector=run.path, min_score=0.0, gif=False)
+    assert record["detected_boxes"] == 300 and record["detections"] == "detection run yolo (score >= 0)"

@@ -14,6 +14,7 @@ def track(
     sequence: Annotated[str, typer.Argument(metavar="SEQ", help="mot:DIR (a MOTChallenge folder) or moving-objects[:SEED].")],
     out: Annotated[Path, typer.Option(help="Folder for results.txt, tracking.gif and tracking.json.")],
     detector: Annotated[Path | None, typer.Option(help="A detection run (yolo, ssd) to run on each frame.")] = None,
+    min_score: Annotated[float, typer.Option(help="With --detector: the lowest score of a box given to the tracker.")] = 0.5,
     detections: Annotated[Path | None, typer.Option(help="A det.txt of detections (MOTChallenge format).")] = None,
     appearance: Annotated[Path | None, typer.Option(help="A classifier run whose penultimate features describe each box "
                                                          "(DeepSORT-style matching).")] = None,
@@ -33,6 +34,7 @@ def track(
 
     record = run_tracking(sequence, out, detector=detector, detections=detections, appearance=appearance,
                           noise=parse_noise(noise), seed=seed, max_age=max_age, min_hits=min_hits, motion_weight=motion_weight,
+                          min_score=min_score,
                           gif=gif)
     if as_json:
         emit(record)

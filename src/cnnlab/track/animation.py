@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from cnnlab.data.mot import FRAME, ID, X1, Boxes, Sequence
 from cnnlab.files import atomic_write
@@ -30,6 +30,10 @@ def tracking_gif(sequence: Sequence, tracked: Boxes, path: Path) -> Path:
     scale = LEGIBLE / max(height, width) if max(height, width) < LEGIBLE else min(1.0, LARGEST / max(height, width))
     size = (round(width * scale), round(height * scale))
     line = max(1, round(scale))
+    from matplotlib import font_manager
+
+    # matplotlib's own font: an id legible at 12 px (PIL's built-in font is 6 px high)
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), 12)
     centres: dict[int, list[tuple[int, float, float]]] = {}  # id -> (frame, x, y) of its centre
     pictures = []
     for t in range(1, min(sequence.length, MAX_FRAMES) + 1):
@@ -44,7 +48,7 @@ def tracking_gif(sequence: Sequence, tracked: Boxes, path: Path) -> Path:
             if len(trail) > 1:
                 draw.line(trail, fill=colour(ident), width=line)
             draw.rectangle([x1, y1, x1 + w, y1 + h], outline=colour(ident), width=line + 1)
-            draw.text((x1 + 2, y1 + 1), str(ident), fill=colour(ident))
+            draw.text((x1 + 3, y1 + 1), str(ident), fill=colour(ident), font=font)
         pictures.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

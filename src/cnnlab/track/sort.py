@@ -7,7 +7,8 @@ aspect ratio is taken as constant). Each frame, every track predicts where its b
 detections are assigned to the predictions by the Hungarian algorithm on IoU (a pair under
 IOU_MIN is refused), a matched track corrects its filter with its detection, an unmatched
 detection starts a track, and a track unmatched for more than `max_age` frames ends. A track
-is reported on the frames it is matched, once it has been matched `min_hits` frames in a row.
+is reported on the frames it is matched, once it has been matched `min_hits` times (and on the
+first `min_hits` frames of the video, when no track can have been matched that often).
 The constants are those of the authors' code (github.com/abewley/sort).
 
 The appearance variant (Wojke, Bewley & Paulus 2017, "Simple Online and Realtime Tracking with
@@ -167,6 +168,9 @@ class Sort:
                 if features is not None:
                     self.tracks[-1].features.append(features[di])
                 self.next_id += 1
+        # Reported once confirmed, as DeepSORT reports. The authors' SORT code waits for min_hits
+        # matches in a row again after every miss: at one detection in ten missed that cost 0.09-0.13
+        # MOTA on moving-objects:0-5 (0.60-0.70 against 0.71-0.83), every miss hiding 3 frames.
         reported = [np.append(t.filter.box, t.id) for t in self.tracks
                     if t.missed == 0 and (t.hits >= self.min_hits or self.frame <= self.min_hits)]
         self.tracks = [t for t in self.tracks if t.missed <= self.max_age]

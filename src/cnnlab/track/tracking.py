@@ -22,7 +22,7 @@ from cnnlab.data.mot import FRAME, X1, Boxes, Sequence, read_boxes, read_mot, wr
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, json_text
 from cnnlab.track.appearance import Embedder
-from cnnlab.track.detections import NOISE, detect, noisy_detections
+from cnnlab.track.detections import NOISE, SCORE_THRESHOLD, detect, noisy_detections
 from cnnlab.track.sort import APPEARANCE_MAX_AGE, MAX_AGE, MIN_HITS, MOTION_WEIGHT, AppearanceSort, Sort
 
 RESULTS, GIF, RECORD = "results.txt", "tracking.gif", "tracking.json"
@@ -63,6 +63,7 @@ def track(
     max_age: int | None = None,
     min_hits: int = MIN_HITS,
     motion_weight: float = MOTION_WEIGHT,
+    min_score: float = SCORE_THRESHOLD,
     gif: bool = True,
 ) -> dict[str, Any]:
     """Track `sequence` and write the results into `out` (see the module); returns the record."""
@@ -73,9 +74,11 @@ def track(
         raise CnnlabError("give --detector RUN or --detections FILE, not both.")
     if (max_age is not None and max_age < 0) or min_hits < 0:
         raise CnnlabError(f"--max-age and --min-hits must be 0 or more, got {max_age} and {min_hits}.")
+    if not 0 <= min_score <= 1:
+        raise CnnlabError(f"--min-score must lie in [0, 1], got {min_score}.")
     seq = sequence if isinstance(sequence, Sequence) else load_sequence(sequence)
     if detector is not None:
-        found, source = detect(detector, seq), f"detection run {Path(detector).name}"
+        found, source = detect(detector, seq, min_score), f"detection run {Path(detector).name} (score >= {min_score:g})"
     elif detections is not None:
         found, source = read_boxes(Path(detections), seq.length), str(detections)
     elif seq.det is not None:
