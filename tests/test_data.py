@@ -569,6 +569,13 @@ def _few_moving_actions(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     return {"image_size": 16}
 
 
+def _few_moving_crops(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import moving_objects
+
+    monkeypatch.setattr(moving_objects, "CROPS", {"train": 2, "val": 1, "test": 1})  # per identity, instead of 60/10/20
+    return {}
+
+
 def _video_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     from test_action import bar_frames, write_gif, write_mp4
 
@@ -589,6 +596,7 @@ SMALL_DATA = {
     "imagefolder": _image_folder,
     "mnist": _idx_files,
     "moving-actions": _few_moving_actions,
+    "moving-crops": _few_moving_crops,
     "shapes": _few_scenes,
     "tinted-fashion-mnist": _idx_files,
     "videofolder": _video_folder,
