@@ -70,8 +70,8 @@ def predict(
     weights: Weights = "model",
     as_json: JsonFlag = False,
 ) -> None:
-    """Top-k classes with probabilities, boxes with class and score, or a mask, for image files
-    (converted to the run's input); boxes and masks are also drawn into PNGs."""
+    """Top-k classes with probabilities, boxes with class and score, a mask, or body joints, for
+    image files (converted to the run's input); boxes, masks and skeletons are also drawn into PNGs."""
     from cnnlab.run import Run
 
     if k < 1:
@@ -87,6 +87,9 @@ def predict(
         elif "boxes" in r:
             rows = [[b["class"], f"{b['score']:.3f}", ", ".join(f"{v:.1f}" for v in b["box"])] for b in r["boxes"]]
             console.print(table(r["image"], ["class", "score", "box x1, y1, x2, y2"], rows))
+        elif "joints" in r:
+            rows = [[name, f"{x:.1f}", f"{y:.1f}"] for name, (x, y) in r["joints"].items()]
+            console.print(table(r["image"], ["joint", "x", "y"], rows))
         elif "real" in r:  # a GAN's discriminator: how real each image looks to it
             real = r["real"] if isinstance(r["real"], dict) else {"(unconditional)": r["real"]}
             console.print(table(r["image"], ["class", "D(x): probability real"], [[c, f"{p:.4f}"] for c, p in real.items()]))

@@ -106,6 +106,7 @@ class DeepPose(nn.Module):
         self.crop = CROP * max(height, width)
         self.whole = Regressor(channels, WHOLE, joints)
         self.refiners = nn.ModuleList(Regressor(channels, PATCH, joints) for _ in range(num_stages - 1))
+        self.maps: list[tuple[Tensor, Tensor | None]] | None = None  # the last training batch's score maps
         # the spread (pixels) of the displacements added to stage s's estimates when stage s+1 trains
         self.register_buffer("spread", torch.full((max(num_stages - 1, 1),), START_SPREAD * max(height, width)))
 
@@ -153,8 +154,11 @@ class DeepPose(nn.Module):
             per_axis = (errors.sum((0, 2, 3)) / (2 * counted.sum())).sqrt()  # (S,)
             self.spread.lerp_(per_axis[: len(self.spread)].to(self.spread.dtype), MOMENTUM)
         size = torch.tensor([self.width, self.height], dtype=estimates.dtype, device=estimates.device)
+        if self.maps is None or len(self.maps[0][0]) != len(estimates):
+            raise CnnlabError("deeppose's cascade_loss scores the batch of the last forward in training mode; run that first.")
         losses = []
-        for scores, centre in self.maps:
+        maps, self.maps = self.maps, None  # used once: holding them would keep the batch's graph alive
+        for scores, centre in maps:
             if centre is None:  # stage 1: the whole image
                 place, counted = (keypoints[..., :2] + 0.5) / size, labelled
             else:  # a refiner: the crop around `centre`, which may have missed the joint

@@ -70,6 +70,11 @@ def limbs(names: list[str], pairs: list[tuple[str, str]] = LIMBS) -> list[tuple[
     return [(names.index(a), names.index(b)) for a, b in pairs if a in names and b in names]
 
 
+def skeleton(names: list[str]) -> list[tuple[int, int]]:
+    """The sticks the pictures draw between joints named `names`: LIMBS and FRAME."""
+    return limbs(names, LIMBS + FRAME)
+
+
 def torso_size(keypoints: Tensor, names: list[str]) -> Tensor:
     """(N,) the torso diameter of each image's true joints (N, J, 3); NaN where one end is not
     labelled. Joints without those names: the diagonal of the labelled joints' box instead."""
@@ -171,7 +176,7 @@ class Pose(Task):
         """loss, pck20, pck05, pcp of the last stage; stageS_* of the others; per_class, per_limb."""
         keypoints = y.get("keypoints").to(outputs.device)
         stages, torso, pairs = self.stages(outputs), torso_size(keypoints, self.classes), limbs(self.classes)
-        result: dict[str, Any] = {"loss": self.loss(outputs, y).item()}
+        result: dict[str, Any] = {"loss": self.per_example_loss(outputs, y).mean().item()}  # the scored loss: L2 alone
         per_joint: dict[str, list[float]] = {}
         for s in range(stages.shape[1]):
             prefix = "" if s == stages.shape[1] - 1 else f"stage{s + 1}_"
@@ -249,7 +254,7 @@ def draw_skeleton(image: Tensor, joints: Tensor, names: list[str], colour: str, 
     rgb = (image.expand(3, -1, -1).clamp(0, 1) * 255).round().to(torch.uint8)
     visible = torch.ones(len(joints), dtype=torch.bool) if shown is None else shown.bool()
     width = max(1, image.shape[-1] // 96)
-    drawn = draw_keypoints(rgb, joints.float()[None], connectivity=limbs(names, LIMBS + FRAME), colors=colour,
+    drawn = draw_keypoints(rgb, joints.float()[None], connectivity=skeleton(names), colors=colour,
                            radius=width + 1, width=width, visibility=visible[None])
     return drawn.float() / 255
 
