@@ -150,6 +150,9 @@ def task_explain_files(run: Run, paths: list[Path], target: str | None = None, l
         with torch.no_grad():
             outputs = model(x)
         if task.name == "detect":
+            if target is not None:  # a class is not what a detector's Grad-CAM explains: say so, never ignore it
+                raise CnnlabError(f"run {run.name} learned the detect task, whose Grad-CAM explains one detected box, "
+                                  "not a class; choose the box with --box K (0: the top one) instead of --target.")
             found = task.decode(outputs, score_threshold=0.0)
             chosen = chosen_boxes(task.detector, outputs, found, box)
             maps = box_gradcam(model, task.detector, x, chosen, layer)
