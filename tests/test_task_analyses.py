@@ -107,6 +107,11 @@ def test_explain_a_box_past_the_last_is_one_sentence(cli, detect_run: Run, scene
     assert r.code == 1 and "--box" in r.err and r.err.count("\n") == 1
 
 
+def test_explain_a_detection_run_by_class_is_one_sentence(cli, detect_run: Run, scene_file: Path) -> None:
+    r = cli("explain", detect_run.path, scene_file, "--target", "square")
+    assert r.code == 1 and "--box" in r.err and "--target" in r.err and r.err.count("\n") == 1
+
+
 # -- PGD on the task's loss ---------------------------------------------------------------------
 def test_pgd_on_the_detection_loss_stays_in_the_ball_and_raises_it(detect_run: Run) -> None:
     task, model = detect_run.task, detect_run.model
