@@ -148,6 +148,19 @@ def test_attack_saves_the_robust_map_per_eps(cli, detect_run: Run) -> None:
     assert all(Path(f).is_file() for f in record["files"].values())
 
 
+def test_the_report_and_the_card_tell_the_robust_map(cli, detect_run: Run, tmp_path: Path) -> None:
+    import shutil
+
+    run = Path(shutil.copytree(detect_run.path, tmp_path / "yolo"))
+    r = cli("attack", run, "--eps", "0.05", "--steps", "2", "--n", "8", "--json")
+    assert r.code == 0, r.err
+    clean, attacked = (p["score"] for p in json.loads(r.out)["points"])
+    assert cli("report", run).code == 0 and cli("card", run).code == 0
+    html = (run / "report.html").read_text()
+    assert "<th>mAP@0.5</th>" in html and f"<td>{attacked:.4f}</td>" in html
+    assert f"eps 0: mAP@0.5 {clean:.4f}, eps 0.05: mAP@0.5 {attacked:.4f}." in (run / "MODEL_CARD.md").read_text()
+
+
 # -- what does not apply: one sentence, exit 1 --------------------------------------------------
 REFUSED = {
     "audit bias": ("audit", "bias", "{run}"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from cnnlab.attack.runs import saved_results
 from cnnlab.report.html import img, table
 from cnnlab.run import Run
+from cnnlab.tasks.names import label
 
 
 def section(run: Run) -> str | None:
@@ -25,7 +26,7 @@ def section(run: Run) -> str | None:
         f"is replaced by the worst image an attack finds within eps of it (pixels in [0, 1]). {trained}</p>"
     ]
     for r in results:
-        label = f"{r['attack']}-{r['steps']}" if r["attack"] == "pgd" else r["attack"]
+        attack = f"{r['attack']}-{r['steps']}" if r["attack"] == "pgd" else r["attack"]
         if "metric" in r:  # a detector or segmenter: its own score, under PGD on its own loss
             score = label(r["metric"])
             rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['score']:.4f}", f"{p['loss']:.4g}"]
@@ -35,7 +36,7 @@ def section(run: Run) -> str | None:
             score = "accuracy"
             rows = [[f"{p['eps']:g}" + (" (clean)" if p["eps"] == 0 else ""), f"{p['accuracy']:.4f}"] for p in r["points"]]
             header = ["eps", "accuracy"]
-        parts.append(f"<h3>{escape(label)} ({escape(r['norm'])}) on {r['n']} {escape(r['split'])} images of "
+        parts.append(f"<h3>{escape(attack)} ({escape(r['norm'])}) on {r['n']} {escape(r['split'])} images of "
                      f"{escape(r['data'])}</h3>" + table(header, rows))
         for key, file in r["files"].items():
             alt = f"{score} against eps" if key == "curve" else "original, perturbation, adversarial" if key == "examples" else key

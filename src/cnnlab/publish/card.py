@@ -25,6 +25,7 @@ from cnnlab.publish.evaluation import evaluation_result, headline, number, per_c
 from cnnlab.report.blocks import Block, blocks_html, blocks_markdown, table_block
 from cnnlab.report.html import page
 from cnnlab.run import Run
+from cnnlab.tasks.names import label
 
 
 def model_details(run: Run) -> list[Block]:
@@ -136,7 +137,9 @@ def quantitative(run: Run) -> list[Block]:
     attacks = saved_results(run)
     if attacks:
         for r in attacks:
-            pts = ", ".join(f"eps {p['eps']:g}: {pct(p['accuracy'])}" for p in r["points"])
+            # a detector's or segmenter's own score (mAP@0.5, mean IoU), a classifier's accuracy
+            pts = ", ".join(f"eps {p['eps']:g}: " + (f"{label(r['metric'])} {number(p['score'])}" if "metric" in r
+                                                     else pct(p["accuracy"])) for p in r["points"])
             blocks.append(f"**Robustness** ({r['attack']}, {r['norm']}, {r['n']} {r['split']} images): {pts}.")
     else:
         blocks.append(f"Robustness: {NOT_MEASURED} Run `cnnlab attack {run.path}`.")
