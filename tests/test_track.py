@@ -4,10 +4,13 @@ IDF1 on hand-worked cases, MOTChallenge files, and `cnnlab track` end to end."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.data.mot import Sequence, read_boxes, read_mot, write_mot
@@ -135,7 +138,7 @@ def test_mot_files_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("broken", "message"), [
     (lambda f: (f / "seqinfo.ini").write_text("[Sequence]\nname=x\n"), "lacks imDir"),
     (lambda f: (f / "seqinfo.ini").unlink(), "seqinfo.ini does not exist"),
-    (lambda f: (f / "img1" / "000003.png").unlink(), "lacks 1 of the 4 frames.*000003.png"),
+    (lambda f: (f / "img1" / "000003.png").unlink(), "lacks frame 000003.png of the 4 frames"),
     (lambda f: (f / "gt" / "gt.txt").write_text("1,1,5,5,10,10,1,1,1\n1,2,five,5,10,10,1,1,1\n"), "gt.txt line 2 is not"),
     (lambda f: (f / "gt" / "gt.txt").write_text("9,1,5,5,10,10,1,1,1\n"), "line 1 names frame 9, outside .*1..4"),
     (lambda f: (f / "det" / "det.txt").write_text("1,-1,5,5,0,10,0.9\n"), "det.txt line 1 holds a box of width 0"),
@@ -251,6 +254,7 @@ def test_a_sequence_without_detections_or_truth_is_refused(tmp_path: Path) -> No
         track(bare, tmp_path / "o")
 
 
+@pytest.mark.slow  # about 6 s of CPU (a yolo epoch), 30 s wall under load
 def test_a_detection_run_detects_on_each_frame_in_the_frames_pixels(tmp_path: Path) -> None:
     """A yolo run (one epoch on 32 scenes: only the plumbing is tested) asked for every box
     gives COCO's 100 per frame, inside the frame, and the tracker takes them."""
@@ -269,3 +273,20 @@ def test_a_detection_run_detects_on_each_frame_in_the_frames_pixels(tmp_path: Pa
     assert (found[:, 2:4] >= -0.5).all() and (found[:, 2:4] + found[:, 4:6] <= 96.5).all()
     record = track(seq, tmp_path / "out", detector=run.path, min_score=0.0, gif=False)
     assert record["detected_boxes"] == 300 and record["detections"] == "detection run yolo (score >= 0)"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(alphabet="0123456789,.-e %[]=\nabcSeqnm", max_size=120))
+def test_any_text_as_box_file_or_seqinfo_reads_or_is_named(text: str) -> None:
+    """Whatever a gt.txt or seqinfo.ini holds, reading it gives boxes or one CnnlabError."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "gt.txt"
+        path.write_text(text)
+        try:
+            boxes = read_boxes(path, length=50)
+            assert boxes.shape[1] == 8 and ((boxes[:, 4:6] > 0).all())
+        except CnnlabError as e:
+            assert str(e).endswith(".")
+        (Path(folder) / "seqinfo.ini").write_text("[Sequence]\n" + text)
+        with pytest.raises(CnnlabError):
+            read_mot(folder)  # no frames were written: never a sequence

@@ -125,12 +125,10 @@ def read_mot(folder: str | Path) -> Sequence:
     info = _seqinfo(folder / "seqinfo.ini")
     images = folder / info["imDir"]
     length, size = int(info["seqLength"]), (int(info["imHeight"]), int(info["imWidth"]))
-    missing = [t for t in range(1, length + 1) if not (images / f"{t:06d}{info['imExt']}").is_file()]
-    if missing:
-        raise CnnlabError(
-            f"{images} lacks {len(missing)} of the {length} frames seqinfo.ini announces, "
-            f"first {missing[0]:06d}{info['imExt']}."
-        )
+    # the first missing frame only: a seqLength of a billion must not cost a billion look-ups
+    missing = next((t for t in range(1, length + 1) if not (images / f"{t:06d}{info['imExt']}").is_file()), None)
+    if missing is not None:
+        raise CnnlabError(f"{images} lacks frame {missing:06d}{info['imExt']} of the {length} frames seqinfo.ini announces.")
 
     def frame(t: int) -> Tensor:
         return read_image(images / f"{t:06d}{info['imExt']}", 3, size)
@@ -146,7 +144,7 @@ def read_mot(folder: str | Path) -> Sequence:
 def _seqinfo(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise CnnlabError(f"{path} does not exist; a MOTChallenge sequence folder holds seqinfo.ini beside img1/.")
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)  # a % in a value is text, not a reference
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # the keys are camelCase
     try:
         parser.read_string(path.read_text(errors="replace"))
