@@ -116,14 +116,16 @@ def test_video_models_map_clips_to_logits(name: str) -> None:
     assert model(torch.rand(2, 6, 3, 20, 20)).shape == (2, 5)
 
 
-def test_two_stream_fuses_the_mean_of_its_streams_probabilities() -> None:
+def test_two_stream_fuses_a_weighted_mean_of_its_streams_probabilities() -> None:
     torch.manual_seed(0)
     model = build_model("two-stream", (5, 1, 16, 16), 4).eval()
     x = torch.rand(3, 5, 1, 16, 16)
     with torch.no_grad():
         appearance, motion = model.net.streams(model.normalize(x))
+        assert torch.allclose(model(x).softmax(1), (appearance.softmax(1) + motion.softmax(1)) / 2, atol=1e-6)  # the paper's mean
+        model.net.gate.fill_(math.log(3))  # alpha = sigmoid(log 3) = 3/4
         fused = model(x).softmax(1)
-    assert torch.allclose(fused, (appearance.softmax(1) + motion.softmax(1)) / 2, atol=1e-6)
+    assert torch.allclose(fused, 0.75 * appearance.softmax(1) + 0.25 * motion.softmax(1), atol=1e-6)
     y = torch.tensor([0, 1, 2])
     expected = {"appearance_acc": (appearance.argmax(1) == y).float().mean().item(),
                 "motion_acc": (motion.argmax(1) == y).float().mean().item()}
@@ -173,17 +175,28 @@ def test_corrupt_and_empty_videos_are_named(videos: Path, tmp_path: Path) -> Non
     assert "\n" not in str(e.value)
 
 
-def test_cli_names_a_corrupt_video_in_one_sentence(cli, tmp_path: Path, videos: Path) -> None:
+def test_cli_answers_what_clips_cannot_do_in_one_sentence(cli, tmp_path: Path, videos: Path) -> None:
+    """A corrupt video to predict, image analyses of a model of clips, a memory layout for images."""
     run = tmp_path / "run"
     cnnlab.train(model="frame-cnn", data=f"videofolder:{videos}", epochs=1, batch_size=4, out=run, quiet=True)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 64)
-    r = cli("predict", run, bad)
-    assert r.code == 1 and "Traceback" not in r.err
-    assert f"cannot read video {bad}" in r.err and r.err.count(".") >= 1
+    clip = videos / "left" / "left0.mp4"
+    for args, sentence in [
+        (("predict", run, bad), f"cannot read video {bad}: "),
+        (("explain", run, clip), f"explain (attribution maps over an image) applies to models of images, and run {run.name} "
+                                 "takes clips of 16x3x32x32 (frames first)."),
+        (("show", run, "--filters"), "applies to models of images"),
+        (("train", "--model", "c3d", "--data", f"videofolder:{videos}", "--channels-last", "--out", tmp_path / "cl"),
+         "--channels-last lays out images (N, C, H, W)"),
+    ]:
+        r = cli(*args)
+        assert r.code == 1 and "Traceback" not in r.err and sentence in r.err, (args, r.err)
+        assert len(r.err.strip().splitlines()) == 1
 
 
 # -- the video task through the spine ------------------------------------------------------
+@pytest.mark.slow
 def test_train_evaluate_predict_on_video_files(cli, tmp_path: Path, videos: Path) -> None:
     run = tmp_path / "run"
     r = cli("train", "--model", "two-stream", "--data", f"videofolder:{videos}", "--epochs", "3", "--batch-size", "4",
@@ -215,6 +228,7 @@ def test_train_evaluate_predict_on_video_files(cli, tmp_path: Path, videos: Path
     assert Path(found[0]["picture"]) == out / "left0.gif"
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path: Path, videos: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped right after a mid-epoch checkpoint (what a SIGKILL leaves, without the
@@ -240,6 +254,7 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path: Path, videos: 
     assert resumed.test_result()["test_loss"] == reference.test_result()["test_loss"]
 
 
+@pytest.mark.slow
 def test_a_tiny_training_learns_the_motion(tmp_path: Path) -> None:
     """c3d on 96 left/right clips of 16 px for 4 epochs: the held-out 32 clips are mostly right,
     which no single frame could do (the anchor frames are alike in both classes)."""

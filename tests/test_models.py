@@ -46,7 +46,7 @@ EXPECTED_PARAMS = [
     ("ssd", (3, 96, 96), 4, 1_942_896),  # 3x3 convs, 4 default boxes x (4 classes + 4 offsets) from 128/256/256: 184,416
     # clips (T, C, H, W): 3x3 convs 1-16-32-64 (no bias) 23,184 + BatchNorms 224 + a linear layer 64*8+8
     ("frame-cnn", (16, 1, 32, 32), 8, 23_928),
-    ("two-stream", (16, 1, 32, 32), 8, 49_872),  # + a motion stream whose first conv takes 15 differences: 25,944
+    ("two-stream", (16, 1, 32, 32), 8, 49_873),  # + a motion stream whose first conv takes 15 differences 25,944 + fusion 1
     ("c3d", (16, 1, 32, 32), 8, 70_296),  # 3x3x3 convs 1-16-32-64 69,552 + BatchNorms 224 + linear 520
     ("r3d_18", (16, 3, 112, 112), 400, 33_371_472),  # torchvision's docs
     ("r2plus1d_18", (16, 3, 112, 112), 400, 31_505_325),

@@ -76,6 +76,13 @@ class Run:
         if task != "classify":
             raise CnnlabError(f"{what} applies to classification runs only, and run {self.name} learned the {task} task.")
 
+    def require_images(self, what: str) -> None:
+        """One sentence when `what` (an analysis of single images) is asked of a run whose model
+        takes clips (T, C, H, W)."""
+        if len(self.input_shape) != 3:
+            raise CnnlabError(f"{what} applies to models of images, and run {self.name} takes clips of "
+                              f"{'x'.join(map(str, self.input_shape))} (frames first).")
+
     # -- creating and opening -------------------------------------------------------------
     @classmethod
     def create(

@@ -106,6 +106,7 @@ def explain_files(
 
     if not paths:
         raise CnnlabError("give at least one image file to explain (or --sanity).")
+    run.require_images("explain (attribution maps over an image)")
     if layer is not None:
         find_layer(run.model, layer)  # a wrong name fails before any work, whatever the methods
     if run.task.name != "classify":

@@ -30,6 +30,7 @@ def show_run(run: Run, filters: bool = False, images: list[Path] | None = None) 
 
     if not filters and not images:
         raise CnnlabError("say what to show: --filters and/or --feature-maps IMG.")
+    run.require_images("show (2-D filters and feature maps of an image)")
     c, h, w = run.input_shape
     pixels = [(p, read_image(p, c, (h, w))) for p in images or []]
     folder = run.path / INSIDE

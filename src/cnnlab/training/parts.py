@@ -9,7 +9,6 @@ The loop in fit.py only calls these parts; what varies between trainings is deci
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.tasks import Task, get_task
 from cnnlab.training import distributed
 from cnnlab.training.adversarial import adversarial_batch
+from cnnlab.training.checkpoint import optimizer_problem, position_problem, schedule_problem
 from cnnlab.training.mitigate import make_group_loss
 from cnnlab.training.optim import make_optimizer, make_schedule
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 Target = Tensor | Targets
 Step = Callable[[Tensor, Target, "Tensor | None"], "tuple[Tensor, Tensor]"]  # (x, y, groups) -> (loss, outputs)
 Transform = Callable[[Tensor, Target], "tuple[Tensor, Target, Tensor | None]"]  # -> this rank's (x, y, groups)
+BatchLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x, outputs, y) -> mean loss, in place of the task's (distillation)
 
 
 @dataclass
@@ -77,10 +78,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Parts, Position]:
-    """Build every part for `run.config` on `data`; restore them and the position from `state`."""
+def prepare(run: Run, data: Dataset, state: dict[str, Any] | None,
+            batch_loss: BatchLoss | None = None) -> tuple[Parts, Position]:
+    """Build every part for `run.config` on `data`; restore them and the position from `state`.
+    `batch_loss` replaces the task's loss in the steps (a distillation's loss reads the batch)."""
     cfg = run.config
     device = resolve_device(cfg.device)
+    if cfg.channels_last and data.train.x.ndim != 4:
+        raise CnnlabError(f"--channels-last lays out images (N, C, H, W), and {data.name} holds clips "
+                          f"(N, {', '.join(map(str, data.input_shape))}); drop --channels-last.")
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format  # --channels-last
     model = run.model.to(device, memory_format=fmt)
     dist = distributed.context()  # one process, or one rank of several (cnnlab.training.distributed)
@@ -124,7 +130,10 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None) -> tuple[Part
             x = adversarial_batch(model, x, y, cfg.adversarial, cfg.eps, cfg.adv_steps)  # type: ignore[arg-type]
         with autocast:
             outputs = net(x.contiguous(memory_format=fmt))
-            loss = task.loss(outputs, y) if group_loss is None else group_loss(outputs, y, groups)  # type: ignore[arg-type]
+            if batch_loss is not None:
+                loss = batch_loss(x, outputs, y)  # type: ignore[arg-type]
+            else:
+                loss = task.loss(outputs, y) if group_loss is None else group_loss(outputs, y, groups)  # type: ignore[arg-type]
         return loss, outputs
 
     stateful = {"optimizer": optimizer, "schedule": schedule, "augment_rng": _GeneratorState(augment_rng),
@@ -185,59 +194,3 @@ def restore(parts: Parts, state: dict[str, Any]) -> Position:
     if problem:
         raise CnnlabError(f"checkpoint.pt cannot continue this run: {problem}; start it again with --overwrite.")
     return pos
-
-
-def position_problem(parts: Parts, pos: Position) -> str | None:
-    """A position that is not one of this run's steps, or sums of another task."""
-    if pos.batch > parts.steps_per_epoch or pos.step != pos.epoch * parts.steps_per_epoch + pos.batch:
-        return (f"its position (epoch {pos.epoch}, batch {pos.batch}, step {pos.step}) is not one of a run of "
-                f"{parts.steps_per_epoch} steps per epoch")
-    if len(pos.sums) != parts.task.sum_count:
-        return f"its position holds {len(pos.sums)} sum(s), the {parts.task.name} task {parts.task.sum_count}"
-    return None
-
-
-def optimizer_problem(made: dict[str, Any], saved: dict[str, Any], loaded: torch.optim.Optimizer) -> str | None:
-    """The saved optimizer is the one config.toml makes (the same hyperparameters in each group;
-    the schedule sets the learning rate), and each parameter's state (momentum, Adam's moments)
-    has the parameter's shape."""
-    for group, made_group in zip(saved["param_groups"], made["param_groups"], strict=True):  # counts: torch checked
-        if not isinstance(group, dict) or set(group) != set(made_group):
-            return "its optimizer is not the one config.toml asks for"
-        lr = group["lr"]
-        if not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
-            return f"its optimizer's learning rate is {lr!r}"
-        if any(not same(group[k], v) for k, v in made_group.items() if k not in ("lr", "params")):
-            return "its optimizer is not the one config.toml asks for (another momentum, weight decay or kind)"
-    for group in loaded.param_groups:
-        for p in group["params"]:
-            for key, value in loaded.state.get(p, {}).items():
-                if torch.is_tensor(value) and value.ndim and value.shape != p.shape:
-                    return f"its optimizer's {key} is {tuple(value.shape)} for a parameter of {tuple(p.shape)}"
-    return None
-
-
-def same(a: object, b: object) -> bool:
-    """a == b for plain values of the same type; a tensor, or values that do not compare, are not."""
-    try:
-        return type(a) is type(b) and not torch.is_tensor(a) and bool(a == b)
-    except (RuntimeError, TypeError, ValueError):  # lists holding tensors
-        return False
-
-
-def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str | None:
-    """The saved schedule is the one config.toml makes (the same totals, phases, milestones),
-    at the checkpoint's step: it steps once per optimizer step."""
-    counters = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step"}
-    if not isinstance(saved, dict) or set(saved) != set(made):
-        return "its schedule is not the one config.toml asks for"
-    if any(not same(saved[k], v) for k, v in made.items() if k not in counters):
-        return "its schedule is not the one config.toml asks for (another length, rate or kind)"
-    lrs = saved["_last_lr"]
-    if not (same(saved["last_epoch"], pos.step) and same(saved["_step_count"], pos.step + 1)):
-        return f"its schedule is at step {saved['last_epoch']!r}, its position at step {pos.step}"
-    flags = [v for k, v in saved.items() if k in ("_is_initial", "_get_lr_called_within_step")]
-    if not (all(isinstance(v, bool) for v in flags) and isinstance(lrs, list) and len(lrs) == len(made["_last_lr"])
-            and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
-        return "its schedule's learning rates are not finite numbers"
-    return None
