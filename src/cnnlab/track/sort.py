@@ -109,7 +109,6 @@ class Track:
     id: int
     filter: KalmanBox
     hits: int = 0  # frames matched since birth (the authors' code counts from 0 at birth)
-    streak: int = 0  # frames matched in a row
     missed: int = 0  # frames since the last match
     features: deque = field(default_factory=lambda: deque(maxlen=BUDGET))
 
@@ -152,13 +151,11 @@ class Sort:
         predicted = np.array([t.filter.predict() for t in self.tracks]).reshape(-1, 4)
         for t in self.tracks:
             t.missed += 1
-            if t.missed > 1:
-                t.streak = 0
         pairs = self.associate(predicted, boxes, features)
         for ti, di in pairs:
             track = self.tracks[ti]
             track.filter.update(boxes[di])
-            track.hits, track.streak, track.missed = track.hits + 1, track.streak + 1, 0
+            track.hits, track.missed = track.hits + 1, 0
             if features is not None:
                 track.features.append(features[di])
         taken = {di for _, di in pairs}
