@@ -213,6 +213,10 @@ def test_train_evaluate_predict_on_video_files(cli, tmp_path: Path, videos: Path
     assert ev["n"] == 2 and len(ev["confusion"]) == 2 and sum(map(sum, ev["confusion"])) == 2
     assert ev["accuracy"] == pytest.approx(trained["test_acc"])
     assert all(Path(ev["files"][k]).is_file() for k in ("evaluation", "confusion", "misclassified"))
+    r = cli("report", run)
+    assert r.code == 0, r.err
+    html = (run / "report.html").read_text()
+    assert f"accuracy <b>{ev['accuracy']:.4f}</b>" in html and "Misclassified examples" in html  # a classifier's section
 
     out = tmp_path / "pictures"
     r = cli("predict", run, videos / "left" / "left0.mp4", videos / "right" / "right5.gif", "--out", out, "--json")

@@ -67,7 +67,7 @@ def evaluation(run: Run) -> str | None:
     if ev is None:
         return None
     folder = evaluation_dir(run)
-    if run.task.name != "classify":
+    if run.task.name not in ("classify", "video"):  # a class per image or per clip: the same evaluation
         return task_evaluation(run, ev, folder)
     per_class = [
         [c, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
