@@ -14,6 +14,10 @@ Frames count from 1 and so do the pixels: MOTChallenge's top-left pixel is (1, 1
 are held as every other box in cnnlab, x1, y1 in 0-based pixels, and shifted by one on reading
 and writing, so a box read from gt.txt lies on the frame's pixels where the annotator put it.
 
+Sequences live with the data, not with the tracker: they are files read and written, and the
+generated ones (moving_objects.py) are drawn like the image data sets; anything above the data
+layer (a tracker, a video task, the server) can read them.
+
 Box files are read into `Boxes`: one float64 array (K, 8) of frame, id, x1, y1, w, h, score
 (gt: the consider flag), visibility (1 where the file has none). Frames are decoded on demand:
 a MOTChallenge sequence of 600 full-HD frames holds 3.7 GB of pixels.

@@ -185,7 +185,7 @@ class AppearanceSort(Sort):
                  motion_weight: float = MOTION_WEIGHT) -> None:
         super().__init__(max_age, min_hits, iou_min)
         if not 0 <= motion_weight <= 1:
-            raise CnnlabError(f"the motion weight must lie in [0, 1], got {motion_weight}.")
+            raise CnnlabError(f"--motion-weight must lie in [0, 1], got {motion_weight}.")
         self.motion_weight = motion_weight
 
     def associate(self, predicted: np.ndarray, boxes: np.ndarray, features: np.ndarray | None) -> list[tuple[int, int]]:
