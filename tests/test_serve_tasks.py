@@ -152,6 +152,12 @@ def test_detect_finds_the_scenes_boxes_in_the_pictures_own_pixels(http, runs, sc
     assert raw["boxes"] == doc["boxes"]
     picture = from_data_url(doc["picture"])
     assert picture.size == (288, 288)  # predict's picture: 96 px enlarged 3x, so the labels read
+    # a lower min_score keeps the boxes above it, best first, and adds those below
+    lower = http.post("/api/detect", params={"min_score": 0.05}, content=png, headers={"Content-Type": "image/png"}).json()
+    assert lower["boxes"][: len(doc["boxes"])] == doc["boxes"] and all(b["score"] >= 0.05 for b in lower["boxes"])
+    assert len(lower["boxes"]) > len(doc["boxes"])
+    r = http.post("/api/detect", params={"min_score": 0.01}, content=png, headers={"Content-Type": "image/png"})
+    assert r.status_code == 422 and "min_score" in r.json()["error"]
 
 
 def test_segment_answers_a_class_per_pixel_of_a_picture_of_any_shape(http, runs, scenes, tmp_path) -> None:
@@ -289,6 +295,10 @@ def test_the_lab_draws_a_detectors_labelled_boxes(page, server, http, scenes, tm
     assert canvas_pixel(page, x2, (y1 + y2) / 2) == colour
     assert [k.split(" ")[0] for k in page.eval_on_selector_all("#where-legend .key", "ks => ks.map((k) => k.textContent)")] == \
         doc["classes"][1:]
+    lower = http.post("/api/detect", params={"min_score": 0.05}, files={"file": ("scene.png", png)}).json()
+    page.fill("#min-score", "0.05")  # the slider asks again
+    page.wait_for_function(f"document.querySelectorAll('#where-list li').length === {len(lower['boxes'])}")
+    assert page.inner_text("#min-score-value") == "0.05"
     assert page.inner_text("#error") == ""
     page.screenshot(path=shots / "lab-detect.png", full_page=True)
 
@@ -299,6 +309,7 @@ def test_the_lab_draws_a_segmenters_mask_with_a_legend(page, server, http, scene
     (tmp_path / "scene.png").write_bytes(png)
     doc = http.post("/api/segment", params={"run": "fcn"}, files={"file": ("scene.png", png)}).json()
     open_lab(page, server, "fcn", "fcn")
+    assert page.locator("#min-score-control").is_hidden()  # a detector's control only
     page.set_input_files("#upload", str(tmp_path / "scene.png"))
     page.wait_for_selector("#where-legend .key")
     keys = page.eval_on_selector_all("#where-legend .key", "ks => ks.map((k) => k.textContent)")

@@ -20,9 +20,9 @@ import base64
 import io
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from cnnlab.data.coco import file_size
@@ -31,6 +31,7 @@ from cnnlab.serve.lab_api import IMAGE_BODY, UPLOADS, RunName, on_analysis_copy,
 from cnnlab.serve.limits import check_work
 from cnnlab.serve.runs import Served
 from cnnlab.serve.uploads import image_size, read_upload, request_image
+from cnnlab.tasks.detect import SCORE_THRESHOLD, SHOWN_SCORE
 from cnnlab.tasks.segment import class_colour
 
 router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
@@ -58,7 +59,7 @@ class Box(BaseModel):
 
 
 class Detection(Answer):
-    boxes: list[Box] = Field(description="the detections scored 0.5 or more, best first")
+    boxes: list[Box] = Field(description="the detections scored `min_score` or more, best first")
 
 
 class Segmentation(Answer):
@@ -74,9 +75,10 @@ def wrong_task(served: Served, task: str) -> ServeError:
                       f"{WORDS.get(task, task)} runs only{where}.")
 
 
-async def answer(request: Request, run: str | None, task: str) -> dict[str, Any]:
+async def answer(request: Request, run: str | None, task: str, **options: Any) -> dict[str, Any]:  # noqa: ANN401
     """The uploaded image's predictions by the run `run` (the served one by default), which
-    must have learned `task`: `Task.predictions` in the image's own pixels, pictures inline."""
+    must have learned `task`: `Task.predictions` in the image's own pixels (with the task's
+    own `options`, such as a detector's `min_score`), pictures inline."""
     served = await served_run(request, run)
     if served.task != task:
         raise wrong_task(served, task)
@@ -93,7 +95,7 @@ async def answer(request: Request, run: str | None, task: str) -> dict[str, Any]
         run_task = served.run.task
         outputs = run_task.outputs(served.analysis, x)
         with tempfile.TemporaryDirectory(prefix="cnnlab-serve-") as folder:
-            (found,) = run_task.predictions(outputs, shape[1:], [image], ["upload"], Path(folder))
+            (found,) = run_task.predictions(outputs, shape[1:], [image], ["upload"], Path(folder), **options)
             found = {key: _inline(value, Path(folder)) for key, value in found.items()}
         classes = served.run.classes
         return {"run": served.name, "width": width, "height": height, "classes": classes,
@@ -111,11 +113,14 @@ def _inline(value: Any, folder: Path) -> Any:  # noqa: ANN401  a value of a task
 
 @router.post("/detect", summary="Boxes of the objects in an uploaded image (a detection run)", response_model=Detection,
              responses=UPLOADS, openapi_extra={"requestBody": IMAGE_BODY})
-async def detect(request: Request, run: RunName = None) -> dict[str, Any]:
+async def detect(
+    request: Request, run: RunName = None,
+    min_score: Annotated[float, Query(ge=SCORE_THRESHOLD, le=1, description="the lowest score of a box returned")] = SHOWN_SCORE,
+) -> dict[str, Any]:
     """The image is the multipart field `file`, or the whole body with an image Content-Type.
-    Boxes x1, y1, x2, y2 in the image's own pixels, with a class and a score (0.5 or more),
-    and the image with them drawn (`picture`)."""
-    return await answer(request, run, "detect")
+    Boxes x1, y1, x2, y2 in the image's own pixels, with a class and a score (`min_score` or
+    more), and the image with them drawn (`picture`)."""
+    return await answer(request, run, "detect", min_score=min_score)
 
 
 @router.post("/segment", summary="A class for every pixel of an uploaded image (a segmentation run)",

@@ -182,15 +182,16 @@ class Detect(Task):
         return files
 
     def predictions(self, outputs: Tensor, size: tuple[int, int], images: list[Tensor], names: list[str],
-                    out: Path) -> list[dict[str, Any]]:
-        """Each image's detections scored SHOWN_SCORE or more, best first, as boxes x1, y1,
+                    out: Path, min_score: float = SHOWN_SCORE) -> list[dict[str, Any]]:
+        """Each image's detections scored `min_score` or more, best first, as boxes x1, y1,
         x2, y2 in the image's own pixels with a class and a score, and the image with them
-        drawn (NAME-boxes.png, enlarged to about LEGIBLE pixels when smaller, so the labels read)."""
+        drawn (NAME-boxes.png, enlarged to about LEGIBLE pixels when smaller, so the labels read).
+        A lower `min_score` finds more objects and more false ones (docs/results.md measures both)."""
         from cnnlab.report import save_png
 
         h, w = size
         found = []
-        for detected, image, name in zip(self.decode(outputs, score_threshold=SHOWN_SCORE), images, names, strict=True):
+        for detected, image, name in zip(self.decode(outputs, score_threshold=min_score), images, names, strict=True):
             height, width = image.shape[1:]
             boxes = detected["boxes"] * torch.tensor([width / w, height / h, width / w, height / h])
             scale = max(1, LEGIBLE // max(height, width))

@@ -3,14 +3,22 @@
 // own pixels (task_api.py), so each drawing is that picture scaled to the canvas, and the
 // answer scaled by the same factor.
 //
-// A task's entry in WHERE: the endpoint that answers it and the function that draws its answer
-// (`/api/pose` adds `pose: { path: "/api/pose", draw: drawPose }`). Cards of the page marked
-// data-task="classify" are for classifiers and hidden for these runs, and the other way round.
+// A task's entry in WHERE: the endpoint that answers it, the function that draws its answer,
+// the query its controls make, and which controls (class where-control) it shows; `/api/pose`
+// adds `pose: { path: "/api/pose", draw: drawPose, query: () => ({}), controls: [] }`. Cards of
+// the page marked data-task="classify" are for classifiers and hidden for these runs, and the
+// other way round.
 "use strict";
 
 const WHERE = {
-  detect: { path: "/api/detect", draw: drawBoxes, note: "boxes scored 0.5 or more, labelled with their class and score" },
-  segment: { path: "/api/segment", draw: drawMask, note: "each pixel's class, painted over the picture (background left clear)" },
+  detect: {
+    path: "/api/detect", draw: drawBoxes, query: () => ({ min_score: $("min-score").value }), controls: ["min-score-control"],
+    note: "Boxes scored at least the min score, labelled with their class and score: a lower one finds more objects, and more false ones",
+  },
+  segment: {
+    path: "/api/segment", draw: drawMask, query: () => ({}), controls: [],
+    note: "Each pixel's class, painted over the picture (class 0, the background, left clear)",
+  },
 };
 const WHERE_SIDE = 360;   // px: the longer side of the picture on the page
 const MASK_ALPHA = 0.55;  // the picture stays visible under the classes
@@ -24,8 +32,13 @@ function showTask(task) {
   document.querySelectorAll("[data-task]").forEach((card) => {
     card.hidden = card.dataset.task !== (where ? "where" : "classify");
   });
-  if (where) $("where-note").textContent = WHERE[task].note + ".";
+  if (!where) return;
+  $("where-note").textContent = WHERE[task].note + ".";
+  document.querySelectorAll(".where-control").forEach((c) => { c.hidden = !WHERE[task].controls.includes(c.id); });
 }
+
+$("min-score").oninput = () => { $("min-score-value").textContent = Number($("min-score").value).toFixed(2); };
+$("min-score").onchange = () => { if (image) where().catch((e) => fail(e.message)); };
 
 // The current picture on the canvas, fitted into WHERE_SIDE; returns the canvas's 2-D context
 // and the factor from the picture's pixels to the canvas's.
@@ -92,8 +105,11 @@ function legend(doc, shares) {
     shares ? el("span", { className: "muted" }, ` ${pct(shares[name] || 0)}`) : null)] : [])));
 }
 
+let whereSeq = 0;
 async function where() {
-  const doc = await (await call(WHERE[servedTask].path)).json();
+  const seq = ++whereSeq;   // a slider moves faster than the server answers: draw the newest answer only
+  const doc = await (await call(WHERE[servedTask].path, {}, WHERE[servedTask].query())).json();
+  if (seq !== whereSeq) return;
   const [g, scale] = await drawPicture(doc.width, doc.height);
   await WHERE[servedTask].draw(g, scale, doc);
 }
