@@ -22,6 +22,7 @@ from cnnlab.files import atomic_write, check_state
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
+    from cnnlab.training.parts import Parts, Position
 
 
 def save_state(state: dict[str, Any], path: Path) -> None:
@@ -123,3 +124,60 @@ def _number(v: object) -> bool:
 
 def _finite(v: object) -> bool:
     return _number(v) and math.isfinite(v)  # type: ignore[arg-type]
+
+
+# -- what only the built parts can check, when a checkpoint is restored into them (parts.restore) --
+def position_problem(parts: Parts, pos: Position) -> str | None:
+    """A position that is not one of this run's steps, or sums of another task."""
+    if pos.batch > parts.steps_per_epoch or pos.step != pos.epoch * parts.steps_per_epoch + pos.batch:
+        return (f"its position (epoch {pos.epoch}, batch {pos.batch}, step {pos.step}) is not one of a run of "
+                f"{parts.steps_per_epoch} steps per epoch")
+    if len(pos.sums) != parts.task.sum_count:
+        return f"its position holds {len(pos.sums)} sum(s), the {parts.task.name} task {parts.task.sum_count}"
+    return None
+
+
+def optimizer_problem(made: dict[str, Any], saved: dict[str, Any], loaded: torch.optim.Optimizer) -> str | None:
+    """The saved optimizer is the one config.toml makes (the same hyperparameters in each group;
+    the schedule sets the learning rate), and each parameter's state (momentum, Adam's moments)
+    has the parameter's shape."""
+    for group, made_group in zip(saved["param_groups"], made["param_groups"], strict=True):  # counts: torch checked
+        if not isinstance(group, dict) or set(group) != set(made_group):
+            return "its optimizer is not the one config.toml asks for"
+        lr = group["lr"]
+        if not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
+            return f"its optimizer's learning rate is {lr!r}"
+        if any(not same(group[k], v) for k, v in made_group.items() if k not in ("lr", "params")):
+            return "its optimizer is not the one config.toml asks for (another momentum, weight decay or kind)"
+    for group in loaded.param_groups:
+        for p in group["params"]:
+            for key, value in loaded.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != p.shape:
+                    return f"its optimizer's {key} is {tuple(value.shape)} for a parameter of {tuple(p.shape)}"
+    return None
+
+
+def same(a: object, b: object) -> bool:
+    """a == b for plain values of the same type; a tensor, or values that do not compare, are not."""
+    try:
+        return type(a) is type(b) and not torch.is_tensor(a) and bool(a == b)
+    except (RuntimeError, TypeError, ValueError):  # lists holding tensors
+        return False
+
+
+def schedule_problem(made: dict[str, Any], saved: object, pos: Position) -> str | None:
+    """The saved schedule is the one config.toml makes (the same totals, phases, milestones),
+    at the checkpoint's step: it steps once per optimizer step."""
+    counters = {"last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step"}
+    if not isinstance(saved, dict) or set(saved) != set(made):
+        return "its schedule is not the one config.toml asks for"
+    if any(not same(saved[k], v) for k, v in made.items() if k not in counters):
+        return "its schedule is not the one config.toml asks for (another length, rate or kind)"
+    lrs = saved["_last_lr"]
+    if not (same(saved["last_epoch"], pos.step) and same(saved["_step_count"], pos.step + 1)):
+        return f"its schedule is at step {saved['last_epoch']!r}, its position at step {pos.step}"
+    flags = [v for k, v in saved.items() if k in ("_is_initial", "_get_lr_called_within_step")]
+    if not (all(isinstance(v, bool) for v in flags) and isinstance(lrs, list) and len(lrs) == len(made["_last_lr"])
+            and all(isinstance(v, float) and math.isfinite(v) for v in lrs)):
+        return "its schedule's learning rates are not finite numbers"
+    return None
