@@ -9,9 +9,9 @@ map brought back to the image's size, and a picture of them. The pictures it sav
 inline, as PNG data URLs, so nothing a request causes stays on the server's disk. A run of
 another task is one sentence naming the endpoint that answers it.
 
-A new task's endpoint (e.g. `/api/pose` for keypoints) is: its line in ENDPOINTS, a pydantic
-model of its answer (the keys its `predictions` gives, plus `Answer`'s), and a function that
-awaits `answer(request, run, task)`.
+A new task's endpoint (e.g. `/api/pose` for keypoints) is: its line in ENDPOINTS and WORDS, a
+pydantic model of its answer (the keys its `predictions` gives, plus `Answer`'s), and a function
+that awaits `answer(request, run, task, **its options)`; the lab page draws it through where.js.
 """
 
 from __future__ import annotations
@@ -82,16 +82,19 @@ async def answer(request: Request, run: str | None, task: str, **options: Any) -
     served = await served_run(request, run)
     if served.task != task:
         raise wrong_task(served, task)
-    # one forward pass; drawing the picture at the image's size is bounded by the upload limits
-    check_work(1, served.forward_seconds, f"{ENDPOINTS[task]}", "this model is too slow to serve on this server")
+    # One forward pass. The pictures are drawn at the image's size, bounded by the upload limit:
+    # 2.1 s for 4.2 MP at load 18 (half of it PNG encoding), so about 8 s at 16.8 MP.
+    check_work(1, served.forward_seconds, ENDPOINTS[task], "this model is too slow to serve on this server")
     data, name = await request_image(request)
     image_size(data, name)  # empty, unreadable or a bomb: refused before anything is decoded
 
     def work() -> dict[str, Any]:
         shape = served.run.input_shape
-        x = read_upload(data, name, shape)  # decodes the whole image: what passes is an image Pillow reads
+        # decoded twice, as `cnnlab predict` reads a file: the model's input, and the image as it is
+        # (the frame of the answer), so both give the same answer to the same bytes
+        x = read_upload(data, name, shape)
         height, width = file_size(io.BytesIO(data))
-        image = read_upload(data, name, (3, height, width))[0]  # the image as it is: the frame of the answer
+        image = read_upload(data, name, (3, height, width))[0]
         run_task = served.run.task
         outputs = run_task.outputs(served.analysis, x)
         with tempfile.TemporaryDirectory(prefix="cnnlab-serve-") as folder:
