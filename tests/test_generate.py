@@ -30,8 +30,8 @@ ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-net
 
 
 def _train(model: str, out: Path, epochs: int = 2) -> Run:
-    return cnnlab.train(model=model, data="digits", epochs=epochs, batch_size=64, optimizer="adam", lr=2e-4,
-                        schedule="none", weight_decay=0.0, seed=3, out=out, quiet=True)
+    """The model's own training values (Adam at 2e-4, constant, batches of 64), none given here."""
+    return cnnlab.train(model=model, data="digits", epochs=epochs, seed=3, out=out, quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,7 @@ def test_only_the_generator_is_stepped_by_the_loop(gan: Run) -> None:
     discriminator = sum(p.numel() for p in gan.model.net.discriminator.parameters())
     assert sum(s["exp_avg"].numel() for s in state["optimizer"]["state"].values()) == generator
     assert state["optimizer"]["param_groups"][0]["betas"] == (0.5, 0.999)  # Radford et al.
+    assert (gan.config.optimizer, gan.config.lr, gan.config.schedule, gan.config.batch_size) == ("adam", 2e-4, "none", 64)
     own = state["own_training"]
     assert sum(s["exp_avg"].numel() for s in own["optimizer"]["state"].values()) == discriminator
 
