@@ -253,6 +253,14 @@ def test_cli_evaluate_and_predict_a_pose_run(cli, pose_run: Run, tmp_path: Path)
                                                       abs=1e-3)
 
 
+def test_a_time_budget_plans_a_pose_run(tmp_path: Path) -> None:
+    """The budget times steps on a copy of the model: the cascade's own loss must not need the copy's maps."""
+    run = cnnlab.train(model="deeppose", data="stick-figures", image_size=SIDE, batch_size=16, optimizer="adam",
+                       budget=20.0, out=tmp_path / "run", quiet=True)
+    assert run.config.epochs >= 1 and run.provenance["budget"]["epochs"] == run.config.epochs
+    assert run.test_result()["test_pck20"] >= 0
+
+
 def test_cli_train_json_on_a_pose_run(cli, tmp_path: Path) -> None:
     result = cli("train", "--model", "deeppose", "--data", "stick-figures", "--image-size", str(SIDE), "--epochs", "1",
                  "--batch-size", "64", "--out", tmp_path / "run", "--json")

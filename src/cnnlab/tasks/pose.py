@@ -14,7 +14,7 @@ units of the image's figure size (the diagonal of the box around its labelled jo
 small and a large person weigh alike: DeepPose's L2 loss on normalised coordinates (Toshev &
 Szegedy 2014, eq. 4, where each stage's coordinates are normalised by its own box). In
 training, a model holding a module with `cascade_loss(estimates, keypoints)` (deeppose's
-cascade) adds what that returns: the training loss is then larger than the scored one.
+cascade) adds what that returns (unless None): the training loss is then larger than the scored one.
 
 The numbers are those DeepPose reports (section 6):
 
@@ -150,7 +150,8 @@ class Pose(Task):
     def loss(self, outputs: Tensor, y: Targets) -> Tensor:
         loss = self.per_example_loss(outputs, y).mean()
         if self.cascade is not None and self.cascade.training:
-            loss = loss + self.cascade.cascade_loss(self.stages(outputs).float(), y.get("keypoints").to(outputs.device))
+            extra = self.cascade.cascade_loss(self.stages(outputs).float(), y.get("keypoints").to(outputs.device))
+            loss = loss if extra is None else loss + extra
         return loss
 
     def train_sums(self, outputs: Tensor, y: Targets) -> Tensor:
