@@ -334,6 +334,25 @@ def test_the_lab_draws_a_segmenters_mask_with_a_legend(page, server, http, scene
 
 
 @needs_chromium
+def test_a_drawn_picture_goes_to_the_detector_and_is_drawn(page, server) -> None:
+    open_lab(page, server, "yolo", "yolo")
+    box = page.wait_for_selector("#draw").bounding_box()
+    with page.expect_response(lambda r: "/api/detect" in r.url) as answered:
+        page.mouse.move(box["x"] + 140, box["y"] + 40)
+        page.mouse.down()
+        for y in range(40, 250, 15):  # one white stroke down the middle of the 280 px drawing
+            page.mouse.move(box["x"] + 140, box["y"] + y)
+        page.mouse.up()
+    doc = answered.value.json()
+    assert answered.value.status == 200 and (doc["width"], doc["height"]) == (280, 280)
+    page.wait_for_function("document.querySelector('#where').width === 360")
+    page.wait_for_function("document.querySelector('#where-legend').children.length === 3")
+    # the stroke, scaled 360/280, is white on the card's canvas; beside it, the drawing's black
+    assert canvas_pixel(page, 180, 150) == [255, 255, 255]
+    assert canvas_pixel(page, 40, 150) == [0, 0, 0]
+
+
+@needs_chromium
 def test_hostile_class_names_are_drawn_as_text(page, server, scenes, tmp_path) -> None:
     (tmp_path / "scene.png").write_bytes(scene_png(scenes, 0, 3 * SIDE, 3 * SIDE))
     open_lab(page, server, "hostile", "yolo")
