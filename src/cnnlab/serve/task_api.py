@@ -1,5 +1,6 @@
 """What and where, over HTTP: `/api/detect` answers a detection run with boxes, `/api/segment`
-a segmentation run with a class for every pixel, both in the uploaded image's own pixels.
+a segmentation run with a class for every pixel, `/api/pose` a pose run with each body joint,
+all in the uploaded image's own pixels.
 
 Every such endpoint is the same few steps, in `answer`: the upload, read as /api/predict reads
 it (the multipart field `file`, or the whole body with an image Content-Type; the same limits),
@@ -9,7 +10,7 @@ map brought back to the image's size, and a picture of them. The pictures it sav
 inline, as PNG data URLs, so nothing a request causes stays on the server's disk. A run of
 another task is one sentence naming the endpoint that answers it.
 
-A new task's endpoint (e.g. `/api/pose` for keypoints) is: its line in ENDPOINTS and WORDS, a
+A new task's endpoint is: its line in ENDPOINTS and WORDS, a
 pydantic model of its answer (the keys its `predictions` gives, plus `Answer`'s), and a function
 that awaits `answer(request, run, task, **its options)`; the lab page draws it through where.js.
 """
@@ -32,13 +33,14 @@ from cnnlab.serve.limits import check_work
 from cnnlab.serve.runs import Served
 from cnnlab.serve.uploads import image_size, read_upload, request_image
 from cnnlab.tasks.detect import SCORE_THRESHOLD, SHOWN_SCORE
+from cnnlab.tasks.pose import skeleton
 from cnnlab.tasks.segment import class_colour
 
 router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
 
 # The endpoint that answers each task: where a run of the wrong task is sent.
-ENDPOINTS = {"classify": "/api/predict", "detect": "/api/detect", "segment": "/api/segment"}
-WORDS = {"classify": "classification", "detect": "detection", "segment": "segmentation"}
+ENDPOINTS = {"classify": "/api/predict", "detect": "/api/detect", "segment": "/api/segment", "pose": "/api/pose"}
+WORDS = {"classify": "classification", "detect": "detection", "segment": "segmentation", "pose": "pose"}
 
 
 class Answer(BaseModel):
@@ -65,6 +67,11 @@ class Detection(Answer):
 class Segmentation(Answer):
     mask: str = Field(description="a PNG data URL, 8-bit gray, the image's size: each pixel's class index (0 the background)")
     pixels: dict[str, float] = Field(description="the share of the image's pixels each class found takes")
+
+
+class Pose(Answer):
+    joints: dict[str, list[float]] = Field(description="each joint's x, y in the image's own pixels (pixel centres at integers)")
+    limbs: list[list[str]] = Field(description="the skeleton: the pairs of joints joined by a stick in the picture")
 
 
 def wrong_task(served: Served, task: str) -> ServeError:
@@ -133,3 +140,14 @@ async def segment(request: Request, run: RunName = None) -> dict[str, Any]:
     The class map at the image's own size (`mask`, class indices as a gray PNG), the share of
     the pixels each class takes, and the image with the classes painted over it (`picture`)."""
     return await answer(request, run, "segment")
+
+
+@router.post("/pose", summary="The body joints of the person in an uploaded image (a pose run)", response_model=Pose,
+             responses=UPLOADS, openapi_extra={"requestBody": IMAGE_BODY})
+async def pose(request: Request, run: RunName = None) -> dict[str, Any]:
+    """The image is the multipart field `file`, or the whole body with an image Content-Type.
+    Each joint's x, y in the image's own pixels (the last stage's estimate), the skeleton's
+    sticks as pairs of joint names, and the image with the skeleton drawn (`picture`)."""
+    found = await answer(request, run, "pose")
+    names = found["classes"]
+    return {**found, "limbs": [[names[a], names[b]] for a, b in skeleton(names)]}

@@ -1,11 +1,10 @@
-// The lab page for runs that say where: a detection run's boxes or a segmentation run's class
-// map, drawn over the picture the user drew or uploaded. The server answers in the picture's
-// own pixels (task_api.py), so each drawing is that picture scaled to the canvas, and the
-// answer scaled by the same factor.
+// The lab page for runs that say where: a detection run's boxes, a segmentation run's class
+// map or a pose run's skeleton, drawn over the picture the user drew or uploaded. The server
+// answers in the picture's own pixels (task_api.py), so each drawing is that picture scaled to
+// the canvas, and the answer scaled by the same factor.
 //
 // A task's entry in WHERE: the endpoint that answers it, the function that draws its answer,
-// the query its controls make, and which controls (class where-control) it shows; `/api/pose`
-// adds `pose: { path: "/api/pose", draw: drawPose, query: () => ({}), controls: [] }`. Cards of
+// the query its controls make, and which controls (class where-control) it shows. Cards of
 // the page marked data-task="classify" are for classifiers and hidden for these runs, and the
 // other way round.
 "use strict";
@@ -18,6 +17,10 @@ const WHERE = {
   segment: {
     path: "/api/segment", draw: drawMask, query: () => ({}), controls: [],
     note: "Each pixel's class, painted over the picture (class 0, the background, left clear)",
+  },
+  pose: {
+    path: "/api/pose", draw: drawPose, query: () => ({}), controls: [],
+    note: "Each body joint where the model's last stage puts it, joined by the skeleton's sticks",
   },
 };
 const WHERE_SIDE = 360;   // px: the longer side of the picture on the page
@@ -74,6 +77,29 @@ function drawBoxes(g, scale, doc) {
     el("b", {}, found.class), ` ${found.score.toFixed(2)} at `,
     el("span", { className: "muted" }, `(${found.box.map((v) => Math.round(v)).join(", ")})`))));
   legend(doc, null);
+}
+
+// Joints arrive in the picture's pixels, pixel centres at integers (pixel i spans i..i+1 on
+// the canvas, so its centre is at i + 0.5); the sticks join the pairs of names in doc.limbs.
+function drawPose(g, scale, doc) {
+  const at = (name) => doc.joints[name].map((v) => (v + 0.5) * scale);
+  g.lineWidth = 3;
+  g.strokeStyle = "#e6194b";
+  for (const [a, b] of doc.limbs) {
+    g.beginPath();
+    g.moveTo(...at(a));
+    g.lineTo(...at(b));
+    g.stroke();
+  }
+  g.fillStyle = "#fff";
+  for (const name of Object.keys(doc.joints)) {
+    g.beginPath();
+    g.arc(...at(name), 3.5, 0, 2 * Math.PI);
+    g.fill();
+  }
+  $("where-list").replaceChildren(...Object.entries(doc.joints).map(([name, [x, y]]) => el("li", {},
+    el("b", {}, name), " at ", el("span", { className: "muted" }, `(${Math.round(x)}, ${Math.round(y)})`))));
+  $("where-legend").replaceChildren();
 }
 
 // The class map arrives as a gray PNG of class indices at the picture's size: each class is
