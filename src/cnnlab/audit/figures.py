@@ -20,6 +20,12 @@ def accuracy_vs(rows: list[dict[str, Any]], key: str, label: str, path: Path, sc
     for r in points:
         ax.scatter(r[key], r[score], s=40)
         ax.annotate(f"{r['model']}\n{r['run']}", (r[key], r[score]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    by_path = {str(Path(r["path"]).resolve()): r for r in points if r.get("path")}
+    for r in points:  # a derived run (pruned, int8, distilled, a tree): an arrow from its parent
+        parent = by_path.get(str(Path(r["parent"]).resolve())) if r.get("parent") else None
+        if parent is not None:
+            ax.annotate("", xy=(r[key], r[score]), xytext=(parent[key], parent[score]),
+                        arrowprops={"arrowstyle": "->", "color": "gray", "lw": 1.2})
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel(score_label)

@@ -17,6 +17,7 @@ from cnnlab.cli import (
     audit,
     bench,
     catalog,
+    compress,
     evaluate,
     experiment,
     explain,
@@ -60,7 +61,7 @@ def root(
 for command in (
     quickstart.quickstart, train.train, evaluate.evaluate, evaluate.predict, catalog.summary, catalog.models,
     catalog.datasets, publish.report, inside.conv, inside.show, explain.explain, explain.influence, attack.attack,
-    audit.compare, audit.verify, publish.card, bench.bench, serve.serve, serve.playground, track.track,
+    audit.compare, audit.verify, compress.tree, compress.compress, publish.card, bench.bench, serve.serve, serve.playground, track.track,
     generate.generate, generate.provenance,
 ):
     app.command()(command)

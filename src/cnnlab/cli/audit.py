@@ -100,15 +100,16 @@ def compare(
         return "not measured" if v is None else format(v, fmt)
 
     rows = [
-        [r["run"], r["model"], _pct(r[doc["score"]]), f"{r['params']:,}", f"{r['flops_per_image'] / 1e6:.2f}",
-         num(r["weights_bytes"] and r["weights_bytes"] / 1e6, ".2f"), f"{r['latency_ms_batch1']:.2f}",
-         f"{r['throughput_batch256']:,.0f}", num(r["train_seconds"], ".0f"), num(r["train_kwh"], ".2e"),
-         num(r["train_kg_co2eq"], ".2e")]
+        [r["run"] + (f" ({r['derived_by']} of {Path(r['parent']).name})" if r.get("parent") else ""), r["model"],
+         _pct(r[doc["score"]]), f"{r['params']:,}", f"{r['flops_per_image'] / 1e6:.2f}", num(r["weights_mb"], ".3f"),
+         f"{r['latency_ms_batch1']:.2f}", f"{r['latency_ms_batch256']:.1f}", f"{r['throughput_batch256']:,.0f}",
+         num(r["train_seconds"], ".0f"), num(r["train_kwh"], ".2e"), num(r["train_kg_co2eq"], ".2e"),
+         num(r["predict_kwh_per_10k"], ".2e")]
         for r in doc["rows"]
     ]
     score = "test acc" if doc["score"] == "test_acc" else doc["score_label"]
-    header = ["run", "model", score, "params", "MFLOP/img", "MB", "ms b=1", "img/s b=256", "train s", "train kWh",
-              "kg CO2eq"]
+    header = ["run", "model", score, "params", "MFLOP/img", "MB", "ms b=1", "ms b=256", "img/s b=256", "train s",
+              "train kWh", "kg CO2eq", "kWh/10k pred."]
     console.print(table("compare", header, rows))
     country = next((r["country"] for r in doc["rows"] if r["country"]), None)
     for m in doc["energy_methods"]:

@@ -23,16 +23,18 @@ from cnnlab.data import Dataset, batches, epoch_order
 from cnnlab.run import Run
 from cnnlab.training import callbacks
 from cnnlab.training.callbacks import TrainingInterrupted, stop_requests
-from cnnlab.training.parts import prepare
+from cnnlab.training.parts import BatchLoss, prepare
 from cnnlab.training.progress import TrainingProgress
 
 __all__ = ["TrainingInterrupted", "fit"]
 
 
-def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: bool = False) -> None:
-    """Train `run.model` on `data` as `run.config` says, from scratch or from `state`."""
+def fit(run: Run, data: Dataset, state: dict[str, Any] | None = None, quiet: bool = False,
+        loss: BatchLoss | None = None) -> None:
+    """Train `run.model` on `data` as `run.config` says, from scratch or from `state`; `loss`
+    (x, outputs, y) -> mean loss replaces the task's (cnnlab.compress's distillation)."""
     cfg = run.config
-    parts, pos = prepare(run, data, state)
+    parts, pos = prepare(run, data, state, loss)
     dist = parts.dist
     if state is not None:
         callbacks.forget_later_lines(run, state)
