@@ -62,8 +62,8 @@ def scenes():
 
 
 @pytest.fixture(scope="module")
-def runs(scenes, trained_run, tmp_path_factory) -> Path:
-    """A folder of runs: `yolo` (served by default), `fcn`, the digits classifier `lenet5`, and
+def runs(scenes, tmp_path_factory) -> Path:
+    """A folder of runs: `yolo` (served by default), `fcn`, the digits classifier `logistic`, and
     `hostile`, the yolo run with class names that would run script if put in the page as HTML."""
     root = tmp_path_factory.mktemp("task-runs")
     with one_thread():
@@ -73,7 +73,7 @@ def runs(scenes, trained_run, tmp_path_factory) -> Path:
                      out=root / "yolo", quiet=True)
         cnnlab.train(model="fcn", data=scenes, epochs=40, batch_size=8, optimizer="adam", lr=0.003,
                      out=root / "fcn", quiet=True)
-    shutil.copytree(trained_run.path, root / "lenet5")
+        cnnlab.train(model="logistic", data="digits", epochs=1, out=root / "logistic", quiet=True)
     shutil.copytree(root / "yolo", root / "hostile")
     doc = json.loads((root / "hostile" / "provenance.json").read_text())
     doc["data"]["classes"] = ["background", *(f"<img src=x onerror=window.__xss={k}>" for k in (1, 2, 3))]
@@ -185,8 +185,8 @@ def test_segment_answers_a_class_per_pixel_of_a_picture_of_any_shape(http, runs,
                            "send its images to /api/segment."),
     ("/api/segment", "yolo", "run yolo learned the detect task; /api/segment answers for segmentation runs only; "
                              "send its images to /api/detect."),
-    ("/api/detect", "lenet5", "run lenet5 learned the classify task; /api/detect answers for detection runs only; "
-                              "send its images to /api/predict."),
+    ("/api/detect", "logistic", "run logistic learned the classify task; /api/detect answers for detection runs only; "
+                                "send its images to /api/predict."),
     ("/api/predict", "yolo", "run yolo learned the detect task; /api/predict answers for classification runs only."),
 ])
 def test_a_run_of_another_task_is_one_sentence(http, scenes, path, run, sentence) -> None:
