@@ -586,9 +586,26 @@ def _video_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, obje
     return {"name": f"videofolder:{root / 'videos'}", "image_size": 16}
 
 
+def _few_stick_figures(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from cnnlab.data import stick_figures
+
+    monkeypatch.setattr(stick_figures, "TRAIN_VAL", 16)  # figures, instead of 3,300 and 500
+    monkeypatch.setattr(stick_figures, "TEST", 8)
+    return {"image_size": 32}
+
+
+def _coco_keypoints_folder(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    from test_pose import coco_keypoints_folder, person_annotation
+
+    joints = [20, 20, 2, 12, 14, 2, 28, 14, 1, 14, 26, 2, 0, 0, 0]
+    people = [person_annotation(i, i, joints) for i in range(1, 11)]
+    return {"name": f"coco-keypoints:{coco_keypoints_folder(root / 'people', people, extra_images=9)}", "image_size": 32}
+
+
 SMALL_DATA = {
     "cifar10": _cifar_files,
     "coco": _coco_folder,
+    "coco-keypoints": _coco_keypoints_folder,
     "context-scenes": _few_context_scenes,
     "digits": _embedded,
     "fashion-mnist": _idx_files,
@@ -598,6 +615,7 @@ SMALL_DATA = {
     "moving-actions": _few_moving_actions,
     "moving-crops": _few_moving_crops,
     "shapes": _few_scenes,
+    "stick-figures": _few_stick_figures,
     "tinted-fashion-mnist": _idx_files,
     "videofolder": _video_folder,
 }

@@ -31,6 +31,8 @@ SIDES, CLASSES = (12, 32), 5
 # model name -> why it takes none of SIDES
 NOT_TAKEN: dict[str, str] = {name: "takes clips (T, C, H, W), not images" for name in
                              ("frame-cnn", "two-stream", "c3d", "r3d_18", "r2plus1d_18")}
+# model name -> its layers (by name prefix) that run once per joint of each image, on a crop around it
+PER_JOINT = {"deeppose": "net.refiners."}
 
 
 def input_for(entry: ModelEntry) -> tuple[int, int, int] | None:
@@ -173,9 +175,10 @@ def test_summary(name: str) -> None:
     modules = dict(model.named_modules())
     for layer in s.layers:  # each layer's recorded output shape gives its FLOPs by hand
         m = modules[layer.name]
+        times = CLASSES if name in PER_JOINT and layer.name.startswith(PER_JOINT[name]) else 1
         if isinstance(m, nn.Conv2d):
             c, h, w = layer.output_shape
-            assert layer.flops == 2 * c * h * w * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1], layer.name
+            assert layer.flops == times * 2 * c * h * w * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1], layer.name
         elif isinstance(m, nn.Linear):
             assert layer.output_shape == [m.out_features] and layer.flops == 2 * m.in_features * m.out_features, layer.name
     assert _left_alone(model, before)

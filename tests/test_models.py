@@ -101,7 +101,8 @@ def test_forward_and_backward(name: str, input_shape: tuple[int, int, int], clas
     y = model(torch.rand(2, *shape))
     task = ENTRIES[name].tasks[0]
     expected = {"classify": (2, classes), "video": (2, classes), "segment": (2, classes, *input_shape[1:]),
-                "generate": (2, classes if name == "cdcgan" else 1)}  # a GAN's forward: the discriminator's scores
+                "generate": (2, classes if name == "cdcgan" else 1),  # a GAN's forward: the discriminator's scores
+                "pose": (2, 2, classes, 2)}  # deeppose: each of its 2 stages' x, y of each joint
     assert task in (*expected, "detect")
     if task in expected:
         assert y.shape == expected[task]

@@ -160,7 +160,7 @@ def test_every_stage_of_a_cascade_is_scored() -> None:
 NAMES = ["nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip"]
 
 
-def _coco_folder(root: Path, people: list[dict], extra_images: int = 0) -> Path:
+def coco_keypoints_folder(root: Path, people: list[dict], extra_images: int = 0) -> Path:
     (root / "images").mkdir(parents=True)
     images = []
     for i in range(1 + extra_images):
@@ -172,15 +172,15 @@ def _coco_folder(root: Path, people: list[dict], extra_images: int = 0) -> Path:
     return root
 
 
-def _annotation(i: int, image: int, keypoints: list[float], **extra: object) -> dict:
+def person_annotation(i: int, image: int, keypoints: list[float], **extra: object) -> dict:
     return {"id": i, "image_id": image, "category_id": 1, "keypoints": keypoints, "bbox": [10, 10, 20, 20],
             "num_keypoints": sum(1 for v in keypoints[2::3] if v > 0), "iscrowd": 0, **extra}
 
 
 def test_coco_keypoints_cuts_each_person_out_with_its_joints(tmp_path: Path) -> None:
     good = [20, 20, 2, 12, 14, 2, 28, 14, 1, 14, 26, 2, 0, 0, 0]
-    people = [_annotation(i, i, good) for i in range(1, 11)]
-    data = load_data(f"coco-keypoints:{_coco_folder(tmp_path / 'c', people, extra_images=9)}", image_size=50, val_fraction=0.1)
+    people = [person_annotation(i, i, good) for i in range(1, 11)]
+    data = load_data(f"coco-keypoints:{coco_keypoints_folder(tmp_path / 'c', people, extra_images=9)}", image_size=50, val_fraction=0.1)
     assert data.task == "pose" and data.classes == NAMES and data.input_shape == (3, 50, 50)
     assert len(data.train) + len(data.val) + len(data.test) == 10 and len(data.test) == 2
     k = data.train.y.get("keypoints")[0]
@@ -199,8 +199,8 @@ def test_coco_keypoints_cuts_each_person_out_with_its_joints(tmp_path: Path) -> 
 ])
 def test_a_broken_person_is_named_in_one_sentence(tmp_path: Path, broken: dict, says: str) -> None:
     good = [20, 20, 2, 12, 14, 2, 28, 14, 1, 0, 0, 0, 0, 0, 0]
-    people = [_annotation(1, 1, good), {**_annotation(2, 2, good), **broken}]
-    root = _coco_folder(tmp_path / "c", people, extra_images=1)
+    people = [person_annotation(1, 1, good), {**person_annotation(2, 2, good), **broken}]
+    root = coco_keypoints_folder(tmp_path / "c", people, extra_images=1)
     with pytest.raises(CnnlabError, match=f"image 2 \\(p1.png\\) of train.json: annotation 2 {says}"):
         load_data(f"coco-keypoints:{root}", on_corrupt="error")
     with pytest.warns(UserWarning, match="p1.png"):
@@ -209,7 +209,7 @@ def test_a_broken_person_is_named_in_one_sentence(tmp_path: Path, broken: dict, 
 
 
 def test_a_file_without_a_keypoints_category_is_refused(tmp_path: Path) -> None:
-    root = _coco_folder(tmp_path / "c", [])
+    root = coco_keypoints_folder(tmp_path / "c", [])
     doc = json.loads((root / "train.json").read_text())
     doc["categories"] = [{"id": 1, "name": "person"}]
     (root / "train.json").write_text(json.dumps(doc))

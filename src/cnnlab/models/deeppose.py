@@ -46,7 +46,7 @@ CROP = 1 / 6  # share of the image side cut around each estimate: 16 px at 96, a
 CROP_PIXELS = 16  # side the crop is resampled to: at 96 px, the image's own resolution
 MOMENTUM = 0.1  # weight of a batch's errors in the running spread
 START_SPREAD = 0.05  # share of the side: the spread before the first batch is observed
-MIN_SIDE = 32  # stage 1 sees half the side, then two pools: an 8x8 map at least
+MIN_SIDE = 16  # stage 1 sees half the side, then two pools: a 2x2 map at least
 # Stage 1 sees the image at half its resolution (4x fewer operations: coarse is its role; the
 # refiners see the crops at full resolution). (width, dilation) of each 3x3 convolution, a 2x2
 # max-pool where the list says "pool": dilations 2 and 4 at the end widen the view to the whole
