@@ -253,10 +253,11 @@ def test_cli_evaluate_and_predict_a_pose_run(cli, pose_run: Run, tmp_path: Path)
                                                       abs=1e-3)
 
 
+@pytest.mark.slow  # a budget of 10 s is spent whole
 def test_a_time_budget_plans_a_pose_run(tmp_path: Path) -> None:
     """The budget times steps on a copy of the model: the cascade's own loss must not need the copy's maps."""
     run = cnnlab.train(model="deeppose", data="stick-figures", image_size=SIDE, batch_size=16, optimizer="adam",
-                       budget=20.0, out=tmp_path / "run", quiet=True)
+                       budget=10.0, out=tmp_path / "run", quiet=True)
     assert run.config.epochs >= 1 and run.provenance["budget"]["epochs"] == run.config.epochs
     assert run.test_result()["test_pck20"] >= 0
 
