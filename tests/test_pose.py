@@ -98,6 +98,21 @@ def test_a_flip_moves_the_joints_and_swaps_left_and_right() -> None:
     assert torch.equal(flip_targets(y, torch.tensor([False]), width=10).get("keypoints"), keypoints)
 
 
+def test_flip_test_time_augmentation_mirrors_back_and_swaps_names() -> None:
+    class Fixed(torch.nn.Module):  # the same joints whatever the image: left wrist at x 2, right at 7
+        def __init__(self) -> None:
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([[2.0, 5.0, 7.0, 6.0, 4.0, 1.0]]).expand(len(x), -1)
+
+    task = get_task("pose", ["left_wrist", "right_wrist", "neck"])
+    got = task.outputs(Fixed(), torch.zeros(1, 3, 8, 10), tta=True)
+    # the mirror's right wrist (7, 6) is the image's left wrist at x 9 - 7 = 2: the mean of (2, 5) and (2, 6)
+    assert got[0, -1].tolist() == [[2.0, 5.5], [7.0, 5.5], [4.5, 1.0]]
+
+
 # -- PCK and PCP worked by hand -----------------------------------------------------------------
 def _person(estimate_shift: dict[str, tuple[float, float]]) -> tuple[torch.Tensor, Targets]:
     """One figure: left shoulder at (0, 0) and right hip at (6, 8): torso diameter 10."""
