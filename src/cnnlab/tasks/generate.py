@@ -229,6 +229,9 @@ class AdversarialTraining:
         """Update D on x and G(z); return G's loss against the updated D and (N, 3) numbers:
         loss_D, D(x), D(G(z)) (see the module's docstring)."""
         labels = y if self.gan.num_classes else None
+        if labels is not None and not torch.is_tensor(labels):
+            raise CnnlabError("a conditional generator learns a class per image, and this dataset's targets are "
+                              "boxes or masks; train a dcgan on it instead.")
         z = torch.randn(len(x), self.gan.latent, generator=self.latent_rng).to(self.device)
         fake = self.gan.generator(z, labels)
         real_scores, fake_scores = pick(self.model(x), labels), pick(self.model(fake.detach()), labels)
