@@ -8,8 +8,9 @@ the viewer (its right side on the image's left), built as a kinematic tree:
 
 - limb lengths in human proportions, each a share of the torso (neck to mid-hip) varied by
   +-LENGTH_JITTER on its own: upper arm 0.6, forearm 0.55, thigh 0.85, shin 0.8, head 0.5,
-  shoulders 0.7 and hips 0.4 wide (Drillis & Contini 1966 give 0.63, 0.55, 0.85, 0.85, 0.45
-  and 0.87, 0.64 of the same torso; our hips are narrower so legs stay apart);
+  shoulders 0.7 and hips 0.4 wide (Drillis & Contini's 1966 segment lengths, as shares of
+  the same torso, are about 0.65, 0.51, 0.85, 0.85 and 0.9, 0.66 wide; ours are narrower, so
+  that arms and legs hang clear of the body);
 - joint angles within limits: an upper arm -30..170 degrees out from hanging down, an elbow
   bent -30..140, a thigh -20..80 out, a knee -110..20, the head tilted +-20 and the whole
   figure turned +-ROTATION, and sized so that the torso is TORSO of the side;
@@ -26,7 +27,8 @@ Targets (see targets.py), one image each:
     keypoints_mirror  (14,) int64      the joint each joint becomes in a mirror image (left and
                                        right swap), so a flip augmentation renames them
 
-The same seed gives the same bytes; 5,000 figures at 96 px take about 6 s of one core.
+The same seed gives the same bytes; the 3,800 figures at 96 px took 52-150 s of wall clock on
+the 2 cores shared with seven busy processes (load ~18; 512 figures: 7-14 s).
 """
 
 from __future__ import annotations
