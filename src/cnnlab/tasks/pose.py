@@ -90,7 +90,7 @@ def figure_size(keypoints: Tensor) -> Tensor:
     xy = keypoints[..., :2]
     low = torch.where(labelled, xy, math.inf).amin(1)
     high = torch.where(labelled, xy, -math.inf).amax(1)
-    return torch.where(labelled.sum((1, 2)) >= 4, (high - low).norm(dim=1), math.nan)
+    return torch.where(labelled.sum((1, 2)) >= 2, (high - low).norm(dim=1), math.nan)
 
 
 def pck(estimate: Tensor, keypoints: Tensor, torso: Tensor, share: float) -> tuple[Tensor, Tensor]:
@@ -104,6 +104,8 @@ def pck(estimate: Tensor, keypoints: Tensor, torso: Tensor, share: float) -> tup
 def pcp(estimate: Tensor, keypoints: Tensor, pairs: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
     """(L,) correct and counted limbs: a limb (a, b) is correct when both its ends' estimates are
     within PCP_SHARE of its true length of the truth; counted where both ends are labelled."""
+    if not pairs:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64)
     correct, counted = [], []
     for a, b in pairs:
         length = (keypoints[:, a, :2] - keypoints[:, b, :2]).norm(dim=1)
@@ -111,7 +113,7 @@ def pcp(estimate: Tensor, keypoints: Tensor, pairs: list[tuple[int, int]]) -> tu
         both = (keypoints[:, a, 2] > 0) & (keypoints[:, b, 2] > 0)
         correct.append((ends[0] & ends[1] & both).sum())
         counted.append(both.sum())
-    return torch.stack(correct).double() if pairs else torch.zeros(0), torch.stack(counted).double() if pairs else torch.zeros(0)
+    return torch.stack(correct).double(), torch.stack(counted).double()
 
 
 def ratio(correct: Tensor, counted: Tensor) -> float:
@@ -191,6 +193,7 @@ class Pose(Task):
             correct, counted = pcp(stages[:, s], keypoints, pairs)
             result[prefix + "pcp"] = ratio(correct, counted)
         result["per_class"] = {name: {k: v[j] for k, v in per_joint.items()} for j, name in enumerate(self.classes)}
+        correct, counted = pcp(stages[:, -1], keypoints, pairs)
         result["per_limb"] = {f"{self.classes[a]}-{self.classes[b]}": (c / n).item() if n > 0 else math.nan
                               for (a, b), c, n in zip(pairs, correct, counted, strict=True)}
         return result
