@@ -182,8 +182,8 @@ def place_loss(scores: Tensor, place: Tensor, counted: Tensor) -> Tensor:
     Only the joints `counted` (N, J) count.
 
     This is heatmap supervision (Tompson et al. 2014) beside DeepPose's L2 loss: a map learns
-    where each joint is as a classification over its cells, which on 2 CPU cores reaches in
-    minutes what the L2 loss on the soft arg max alone reaches in hours (docs/results.md)."""
+    where each joint is as a classification over its cells. Measured on stick-figures, stage-1
+    PCK@0.2 after 3 epochs: 0.53 with it, 0.22 with the L2 loss alone (docs/results.md)."""
     n, j, h, w = scores.shape
     at = place * torch.tensor([w, h], dtype=place.dtype, device=place.device) - 0.5  # in cells, centres at integers
     at = torch.stack([at[..., 0].clamp(0, w - 1), at[..., 1].clamp(0, h - 1)], -1)
