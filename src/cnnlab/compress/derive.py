@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab import energy
 from cnnlab.data import Dataset
@@ -88,10 +88,3 @@ def size_of(model: nn.Module, input_shape: tuple[int, ...], weights: Path | None
         "threads": torch.get_num_threads(),
     }
 
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Share of images whose argmax output is their label."""
-    with torch.inference_mode(), eval_mode(model):
-        hits = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                   for i in range(0, len(x), batch_size))
-    return hits / max(len(x), 1)

@@ -162,7 +162,7 @@ def quantize_run(parent: Run, out: str | Path, dtype: str = "int8", calibration:
     if get_entry(parent.config.model).family not in CHAIN_FAMILIES or parent.config.dp:
         raise CnnlabError(f"int8 here runs chains of layers (lenet5, fastnet, vgg, alexnet, mlp), and {parent.config.model} "
                           "is not one (skip connections add uint8 tensors, or DP-SGD's GroupNorm has no int8 kernel).")
-    if "quantize" in str(parent.provenance.get("derived", {}).get("method")):
+    if parent.provenance.get("derived", {}).get("method") == "quantize":
         raise CnnlabError(f"{parent.path} is already int8.")
     data = parent.load_data()
     with quiet_quantized():

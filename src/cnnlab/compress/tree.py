@@ -148,12 +148,15 @@ def dendrogram(confusion: Tensor, classes: list[str], groups: list[list[int]], p
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    z = linkage(confusion).copy()
     top = float(affinity(confusion).max())
-    z[:, 2] = top - z[:, 2]  # heights back to shares of mistakes: high joins first
-    scipy_dendrogram(z, labels=classes, ax=ax, leaf_rotation=60, color_threshold=0)
-    ax.invert_yaxis()
-    ax.set_ylabel("mean share of mistakes between")
+    scipy_dendrogram(linkage(confusion), labels=classes, ax=ax, leaf_rotation=60, color_threshold=0)
+    ax.axhline(top - AUTO_SHARE, color="gray", ls="--", lw=1)
+    ax.text(ax.get_xlim()[1], top - AUTO_SHARE, " auto cut", va="center", fontsize=8, color="gray")
+    ticks = ax.get_yticks()
+    ax.set_yticks(ticks)  # drawn as distances max(A) - A; labelled as the shares themselves
+    ax.set_yticklabels([f"{top - t:.2f}" for t in ticks])
+    ax.set_ylim(0, top)
+    ax.set_ylabel("mean share of mistakes between\n(joined lower = confused more)")
     ax.set_title("classes joined by how often the flat run confuses them\n"
                  + "; ".join("{" + ", ".join(classes[c] for c in g) + "}" for g in groups if len(g) > 1), fontsize=9)
     fig.tight_layout()
