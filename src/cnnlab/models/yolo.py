@@ -51,8 +51,10 @@ BOXES_PER_CELL = 2  # the paper's B
 # keeps one object per cell, so about half of those are lost); at 32 px a cell, 14.7% would.
 WIDTHS = ((16,), (32,), (64, 64), (128, 128), (256, 256, 256))
 MIN_SIDE = 16  # four pools: a 1x1 grid
-# What `cnnlab train` uses where the user chose no optimizer or lr: the choice of the measured
-# `shapes` runs (docs/results.md), the same as `ssd`'s, so the two detectors compare like for like.
+# What `cnnlab train` uses where the user chose no optimizer or lr, as for `ssd`: the choice of the
+# measured `shapes` runs (docs/results.md). Measured on 32 `shapes` scenes (seed 0, batches of 16,
+# constant lr): Nesterov SGD at its default 0.05 does not diverge here but lags, loss 13.0 -> 4.0
+# in twelve steps against AdamW's 13.0 -> 1.7.
 TRAINING = {"optimizer": "adamw", "lr": 2e-3}
 
 
