@@ -223,6 +223,17 @@ def test_a_broken_person_is_named_in_one_sentence(tmp_path: Path, broken: dict, 
     assert len(data.train) + len(data.test) == 1 and "annotation 2" in data.meta["skipped"]
 
 
+def test_deeppose_trains_and_predicts_on_coco_keypoints(tmp_path: Path) -> None:
+    good = [20, 20, 2, 12, 14, 2, 28, 14, 1, 14, 26, 2, 0, 0, 0]
+    root = coco_keypoints_folder(tmp_path / "c", [person_annotation(i, i, good) for i in range(1, 11)], extra_images=9)
+    run = cnnlab.train(model="deeppose", data=f"coco-keypoints:{root}", image_size=32, epochs=2, batch_size=4,
+                       optimizer="adam", schedule="none", out=tmp_path / "run", quiet=True)
+    assert run.task.name == "pose" and run.classes == NAMES
+    assert math.isfinite(run.test_result()["test_loss"])  # PCK counts nothing here: no right hip, no torso
+    (found,) = run.predict_files([root / "images" / "p0.png"], out=tmp_path / "out")
+    assert set(found["joints"]) == set(NAMES) and Path(found["picture"]).is_file()
+
+
 def test_a_file_without_a_keypoints_category_is_refused(tmp_path: Path) -> None:
     root = coco_keypoints_folder(tmp_path / "c", [])
     doc = json.loads((root / "train.json").read_text())
