@@ -187,7 +187,8 @@ def test_segment_answers_a_class_per_pixel_of_a_picture_of_any_shape(http, runs,
                              "send its images to /api/detect."),
     ("/api/detect", "logistic", "run logistic learned the classify task; /api/detect answers for detection runs only; "
                                 "send its images to /api/predict."),
-    ("/api/predict", "yolo", "run yolo learned the detect task; /api/predict answers for classification runs only."),
+    ("/api/predict", "yolo", "run yolo learned the detect task; /api/predict answers for classification runs only; "
+                             "send its images to /api/detect."),
 ])
 def test_a_run_of_another_task_is_one_sentence(http, scenes, path, run, sentence) -> None:
     r = http.post(path, params={"run": run}, files={"file": ("scene.png", scene_png(scenes, 0, SIDE, SIDE))})

@@ -212,6 +212,22 @@ def test_every_optimizer_and_schedule_learns(digits, tmp_path: Path, optimizer: 
     assert run.metrics()[-1]["test_acc"] > 0.85
 
 
+@pytest.mark.parametrize("steps", range(1, 17))
+def test_the_one_cycle_schedule_runs_any_number_of_steps_and_peaks_at_lr(steps: int) -> None:
+    """4 steps used to divide by a warm-up of zero length (ZeroDivisionError) before the first."""
+    from cnnlab.training.optim import make_schedule
+
+    weight = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    schedule = make_schedule(optimizer, TrainConfig(schedule="onecycle", lr=0.1), total_steps=steps)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert max(lrs) <= 0.1 + 1e-9 and (steps < 3 or max(lrs) > 0.09)  # the peak falls between two steps
+
+
 def test_an_existing_run_is_never_overwritten(trained_run: Run, tmp_path: Path) -> None:
     before = (trained_run.path / WEIGHTS).read_bytes()
     with pytest.raises(CnnlabError, match="already holds files; continue that run with `cnnlab train --resume"):

@@ -45,6 +45,10 @@ def unknown_run(name: str, known: list[str]) -> ServeError:
     return ServeError(f"unknown run '{name}'; runs here: {', '.join(known) or 'none'}.", 404)
 
 
+# The endpoint that answers each task's images: where a run of the wrong task is sent.
+ENDPOINTS = {"classify": "/api/predict", "detect": "/api/detect", "segment": "/api/segment", "pose": "/api/pose"}
+
+
 @dataclass
 class Served:
     """One run as the server holds it."""
@@ -64,7 +68,9 @@ class Served:
 
     def require_classifier(self, what: str) -> None:
         if self.task != "classify":
-            raise ServeError(f"run {self.name} learned the {self.task} task; {what} answers for classification runs only.")
+            other = ENDPOINTS.get(self.task) if what == ENDPOINTS["classify"] else None
+            send = f"; send its images to {other}" if other else ""
+            raise ServeError(f"run {self.name} learned the {self.task} task; {what} answers for classification runs only{send}.")
 
     @property
     def predictor(self) -> MicroBatcher[tuple[list[float], list[int]]]:

@@ -30,7 +30,7 @@ from cnnlab.data.coco import file_size
 from cnnlab.serve.answers import ServeError, documented
 from cnnlab.serve.lab_api import IMAGE_BODY, UPLOADS, RunName, on_analysis_copy, served_run
 from cnnlab.serve.limits import check_work
-from cnnlab.serve.runs import Served
+from cnnlab.serve.runs import ENDPOINTS, Served
 from cnnlab.serve.uploads import image_size, read_upload, request_image
 from cnnlab.tasks.detect import SCORE_THRESHOLD, SHOWN_SCORE
 from cnnlab.tasks.pose import skeleton
@@ -38,8 +38,6 @@ from cnnlab.tasks.segment import class_colour
 
 router = APIRouter(prefix="/api", responses=documented(400, 404, 422, 503))
 
-# The endpoint that answers each task: where a run of the wrong task is sent.
-ENDPOINTS = {"classify": "/api/predict", "detect": "/api/detect", "segment": "/api/segment", "pose": "/api/pose"}
 WORDS = {"classify": "classification", "detect": "detection", "segment": "segmentation", "pose": "pose"}
 
 

@@ -58,6 +58,8 @@ def train(
         overrides["model"], model = model, None
     if isinstance(data, str):
         overrides["data"], data = data, None
+    elif data is not None:  # config.toml names what the run learned from: a later `evaluate` reloads it by name
+        overrides["data"] = data.name
     cfg = replace(config or TrainConfig(), **overrides)
     given = given_options(config, overrides)
     if cfg.recipe != "none":

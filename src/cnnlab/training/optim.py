@@ -38,7 +38,9 @@ def make_schedule(optimizer: Optimizer, cfg: TrainConfig, total_steps: int) -> L
     sched = torch.optim.lr_scheduler
     if cfg.schedule == "onecycle":
         return sched.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25,
+            # a quarter of the steps warm up, and at least two: torch divides by the length of
+            # the warm-up less one step, so a run of 4 steps crashed (ZeroDivisionError) at 0.25
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=max(0.25, 2 / total_steps) if total_steps >= 4 else 0.25,
             cycle_momentum=False,  # momentum stays as configured: one less thing to explain
         )
     if cfg.schedule == "cosine":
