@@ -243,3 +243,16 @@ def test_help_imports_no_torch() -> None:
             "print('torch' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "--batch-size" in done.stdout and done.stderr.strip() == "False"
+
+
+def test_training_a_classifier_imports_none_of_the_heavy_libraries_of_other_tasks() -> None:
+    """`cnnlab train` imports every registered dataset, model and task to find names; one of them
+    importing torchvision (or matplotlib, scipy, PyAV...) at its top cost every training ~1.4 s."""
+    code = ("import sys\nfrom cnnlab.data import dataset_entries\nfrom cnnlab.models import build_model\n"
+            "from cnnlab.tasks import get_task, task_names\nimport cnnlab.cli.app, cnnlab.training\n"
+            "dataset_entries()\nbuild_model('lenet5', (1, 28, 28), 10)\nget_task('classify', list('0123456789'))\n"
+            "task_names()\n"
+            "heavy = ('torchvision', 'matplotlib', 'scipy', 'av', 'torchmetrics', 'pycocotools', 'captum', 'opacus', 'fastapi')\n"
+            "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr

@@ -42,7 +42,6 @@ import math
 
 import torch
 from torch import Tensor
-from torchvision.ops import masks_to_boxes
 
 from cnnlab.data.dataset import Dataset, Split
 from cnnlab.data.registry import DataOptions, register_dataset
@@ -132,6 +131,8 @@ def _draw(n: int, side: int, g: torch.Generator) -> tuple[Tensor, Targets]:
         x = torch.where(drawn[:, None], paint[:, k, :, None, None], x)
         mask = torch.where(drawn, BALL - 1 + kind[:, None, None], mask)
         placed = torch.nonzero(count > k).flatten()
+        from torchvision.ops import masks_to_boxes  # here, not at the top: every `cnnlab train` imports this module
+
         boxes[placed, k] = masks_to_boxes(drawn[placed]) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # x2, y2 exclusive
         labels[placed, k] = BALL - 1 + kind[placed]
     x = (x + NOISE * torch.randn(x.shape, generator=g)).clamp(0, 1)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import masks_to_boxes
 
 from cnnlab.data.dataset import Dataset, Split
 from cnnlab.data.registry import DataOptions, load_data, register_dataset
@@ -138,6 +137,8 @@ def _targets(owner: Tensor, kinds: Tensor) -> Targets:
     for k in range(MAX_ITEMS):
         seen = owner == k
         has = torch.nonzero(seen.any((1, 2))).flatten()
+        from torchvision.ops import masks_to_boxes  # here, not at the top: every `cnnlab train` imports this module
+
         boxes[has, k] = masks_to_boxes(seen[has]) + torch.tensor([0.0, 0.0, 1.0, 1.0])  # x2, y2 exclusive
     placed = kinds >= 0
     order = torch.sort((~placed).int(), dim=1, stable=True).indices  # placed items first, in drawing order
