@@ -53,7 +53,10 @@ EXPECTED_PARAMS = [
     # generator 100*64*16 + 64*32*16 + 32*16*16 + 16*1*16 + 1 + BatchNorms 224; discriminator convs
     # 1*16*16 + 16 + 16*32*16 + 32*64*16 + 64*64*16 + 64 + BatchNorms 192 + score 65 (Radford et al. 2016, width 16)
     ("dcgan", (1, 28, 28), 10, 250_930),
-    ("cdcgan", (1, 28, 28), 10, 261_810),  # + one-hot classes into the generator 10*64*16 + class embeddings 10*64
+    ("cdcgan", (1, 28, 28), 10, 261_810),
+    # stage 1: 3x3 convs 3-24-48-96-96-96 (no bias) 218,376 + BatchNorms 720 + 1x1 scores 96*14+14;
+    # the refiner of crops: 3x3 convs 3-16-32-32 14,256 + BatchNorms 160 + 1x1 scores 32*14+14
+    ("deeppose", (3, 96, 96), 14, 235_332),  # + one-hot classes into the generator 10*64*16 + class embeddings 10*64
 ]
 
 # MNIST, CIFAR-10, and the smallest side that gets the ImageNet layouts (with an odd class count).

@@ -69,7 +69,7 @@ def widths(side: int) -> list[int]:
 
 def init_weights(module: nn.Module) -> None:
     """The paper's initialisation: N(0, 0.02) weights, BatchNorm scales N(1, 0.02), biases 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, Projection)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
@@ -103,6 +103,19 @@ class Generator(nn.Module):
         return crop(t, self.size).add(1).div(2)  # tanh's range -> pixels
 
 
+class Projection(nn.Module):
+    """phi (N, F) -> e_k . phi for every class k, (N, K) (Miyato & Koyama 2018, eq. 3): the class
+    embeddings e_k as a layer of their own, so that `cnnlab summary` counts their multiply-adds."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, features))  # e_k, one row per class
+        nn.init.normal_(self.weight)  # as nn.Embedding draws its rows (init_weights then redraws them)
+
+    def forward(self, phi: Tensor) -> Tensor:
+        return phi @ self.weight.T
+
+
 class Discriminator(nn.Module):
     """x (N, C, H, W) as the Normalize layer gives it -> (N, K) scores: one per class with
     projection (K = num_classes), one otherwise."""
@@ -122,7 +135,7 @@ class Discriminator(nn.Module):
         layers["features"] = nn.Conv2d(chans[-1], chans[-1], 4, 1, 0)  # 4x4 -> 1x1: phi(x)
         self.layers = nn.Sequential(layers)
         self.score = nn.Linear(chans[-1], 1)  # w . phi(x)
-        self.embed = nn.Embedding(num_classes, chans[-1]) if num_classes else None  # e_k (projection)
+        self.embed = Projection(chans[-1], num_classes) if num_classes else None  # e_k (projection)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -130,7 +143,7 @@ class Discriminator(nn.Module):
         x = F.pad(x, (left, self.side - w - left, top, self.side - h - top))
         phi = F.leaky_relu(self.layers(x).flatten(1), LEAK)  # (N, F)
         scores = self.score(phi)  # (N, 1)
-        return scores if self.embed is None else scores + phi @ self.embed.weight.T  # (N, K)
+        return scores if self.embed is None else scores + self.embed(phi)  # (N, K)
 
 
 def crop(t: Tensor, size: tuple[int, int]) -> Tensor:
