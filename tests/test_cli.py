@@ -232,7 +232,7 @@ def test_compare_writes_its_plots_under_runs_compare(cli, trained_run: Run, tmp_
     r = cli("compare", trained_run.path, "--json")
     assert r.code == 0, r.err
     figures = json.loads(r.out)["figures"]
-    assert sorted(figures.values()) == ["runs/compare/accuracy_vs_energy.png", "runs/compare/accuracy_vs_params.png"]
+    assert sorted(figures.values()) == [f"runs/compare/accuracy_vs_{x}.png" for x in ("energy", "params", "prediction_energy", "size")]
     assert all((tmp_path / f).is_file() for f in figures.values())
 
 

@@ -33,7 +33,7 @@ def test_a_run_without_results_has_only_its_own_sections(run: Run) -> None:
     html = path.read_text()
     assert headings(html) == OWN + MODEL
     assert html.startswith("<!doctype html>") and f"<title>cnnlab report: {run.name}</title>" in html
-    assert len(SECTIONS) == len(set(SECTIONS)) == 10  # the run's 3, the 4 analyses', the model's 3
+    assert len(SECTIONS) == len(set(SECTIONS)) == 11  # the run's 3, the 5 analyses' (generation among them), the model's 3
 
 
 def test_saved_results_add_their_sections_in_the_listed_order(run: Run) -> None:
