@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import cnnlab
 from cnnlab.compress.distill import distillation_loss
 from cnnlab.errors import CnnlabError
 
@@ -71,6 +72,11 @@ def test_unstructured_pruning_keeps_its_zeros_through_fine_tuning(trained_run, t
     assert sparsity(reloaded.model) == pytest.approx(0.5, abs=1e-4)  # permanent: plain weights with zeros in the file
     assert set(reloaded.model.state_dict()) == set(trained_run.model.state_dict())
     assert reloaded.evaluate().accuracy == pytest.approx(pruned.test_result()["test_acc"])
+    doc = json.loads((pruned.path / "provenance.json").read_text())
+    doc["finished"] = None  # as a kill in its fine-tuning leaves it
+    (pruned.path / "provenance.json").write_text(json.dumps(doc))
+    with pytest.raises(CnnlabError, match=r"fine-tuned by `cnnlab compress` \(prune\), which this resume cannot repeat"):
+        cnnlab.resume(pruned.path)  # it would train on without the masks, regrowing the pruned weights
 
 
 def test_structured_pruning_shrinks_layers_and_flops(trained_run, tmp_path, cli):
@@ -88,6 +94,11 @@ def test_structured_pruning_shrinks_layers_and_flops(trained_run, tmp_path, cli)
     result = cli("summary", pruned.path, "--json")
     assert result.code == 0 and json.loads(result.out)["flops"] == after.flops
     assert reloaded.evaluate().accuracy == pytest.approx(pruned.test_result()["test_acc"])
+    doc = json.loads((pruned.path / "provenance.json").read_text())
+    doc["finished"] = None  # as a kill in its fine-tuning leaves it
+    (pruned.path / "provenance.json").write_text(json.dumps(doc))
+    with pytest.raises(CnnlabError, match=r"fine-tuned by `cnnlab compress` \(prune\), which this resume cannot repeat"):
+        cnnlab.resume(pruned.path)  # it would train on without the masks, regrowing the pruned weights
 
 
 def test_distillation_loss_by_hand():

@@ -127,6 +127,11 @@ def resume(path: str | Path, *, model: nn.Module | None = None, quiet: bool = Fa
     dist = distributed.join(run.config, resuming=path)  # on as many processes as it started with
     if run.finished:
         raise CnnlabError(f"{path} already finished its {run.config.epochs} epochs; start a new run with --out to train more.")
+    derived = run.provenance.get("derived") or {}
+    if derived.get("method") == "distill" or (derived.get("method") == "prune" and not derived.get("structured")):
+        # this loop alone would train on without the teacher's outputs or the pruning masks
+        raise CnnlabError(f"{path} was fine-tuned by `cnnlab compress` ({derived['method']}), which this resume cannot "
+                          f"repeat; start it again: `cnnlab compress {derived['parent']} --out {path} --overwrite ...`.")
     data = run.load_data()  # refused if it is not the data the run started on
     for stale in path.glob(".*.tmp-*") if dist.is_main else ():  # half-written by a kill; the complete files are intact
         stale.unlink()
