@@ -118,6 +118,27 @@ class Bench:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+@torch.inference_mode()
+def forward_times(model: nn.Module, input_shape: tuple[int, ...], batch: int, repeats: int) -> list[float]:
+    """Seconds per forward pass of `batch` random images, `repeats` times after 2 warm-up passes
+    (the size audit's latency and throughput, a compression report's)."""
+    tensors = [*model.parameters(), *model.buffers()]  # an int8 model may hold its weights as buffers only
+    device = tensors[0].device if tensors else torch.device("cpu")
+    x = torch.rand(batch, *input_shape, device=device)
+    times = []
+    with eval_mode(model):
+        for i in range(repeats + 2):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - start)
+    return times
+
+
 def _clock(name: str) -> Callable[[], float]:
     if name not in CLOCKS:
         raise CnnlabError(f"--clock must be wall or cpu (got '{name}').")

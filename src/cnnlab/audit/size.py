@@ -10,7 +10,6 @@ so the record says which threads and device measured them.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.models import eval_mode
+from cnnlab.bench import forward_times
 from cnnlab.summary import summarize
-
-
-@torch.inference_mode()
-def timing(model: nn.Module, input_shape: tuple[int, int, int], batch: int, repeats: int) -> list[float]:
-    """Seconds per forward pass of `batch` zero images, `repeats` times after 2 warm-up passes."""
-    device = next(model.parameters()).device
-    x = torch.rand(batch, *input_shape, device=device)
-    times = []
-    with eval_mode(model):
-        for i in range(repeats + 2):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-    return times
 
 
 @dataclass
@@ -59,8 +39,8 @@ def measure_size(model: nn.Module, input_shape: tuple[int, int, int], weights_fi
                  latency_repeats: int = 50, throughput_repeats: int = 3) -> Size:
     """Size and speed of `model` on inputs (C, H, W)."""
     s = summarize(model, input_shape)
-    one = timing(model, input_shape, 1, latency_repeats)
-    many = timing(model, input_shape, 256, throughput_repeats)
+    one = forward_times(model, input_shape, 1, latency_repeats)
+    many = forward_times(model, input_shape, 256, throughput_repeats)
     return Size(
         params=s.params,
         flops_per_image=s.flops,

@@ -9,7 +9,7 @@ on the test split here, as a training's end would.
 
 from __future__ import annotations
 
-import time
+import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from cnnlab import energy
+from cnnlab.bench import forward_times
 from cnnlab.data import Dataset
 from cnnlab.files import finite, save_weights
-from cnnlab.models import eval_mode
 from cnnlab.provenance import now, start_record
 from cnnlab.run import BEST, WEIGHTS, Run
 from cnnlab.summary import summarize
@@ -61,18 +61,9 @@ def finish_untrained(run: Run, data: Dataset) -> Run:
     return run
 
 
-@torch.inference_mode()
 def latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch: int, repeats: int) -> float:
     """Median milliseconds of a forward pass of `batch` random images, after 2 warm-up passes."""
-    x = torch.rand(batch, *input_shape)
-    times: list[float] = []
-    with eval_mode(model):
-        for i in range(repeats + 2):
-            start_time = time.perf_counter()
-            model(x)
-            if i >= 2:
-                times.append(time.perf_counter() - start_time)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * statistics.median(forward_times(model, input_shape, batch, repeats))
 
 
 def size_of(model: nn.Module, input_shape: tuple[int, ...], weights: Path | None = None) -> dict[str, Any]:
