@@ -8,43 +8,23 @@ else to the test's temporary folder.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, serving
 from test_serve_api import digit_png
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Skipped on a developer machine without it; in CI (.ci/run installs it) a missing browser fails.
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium (apt-get install chromium)"
-)
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    import uvicorn
-
     from cnnlab.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(trained_run.path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    with serving(create_app(trained_run.path)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +32,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -170,8 +150,6 @@ def hostile_server(trained_run, tmp_path_factory):
     import json
     import shutil
 
-    import uvicorn
-
     from cnnlab.serve import create_app
 
     folder = tmp_path_factory.mktemp("hostile")
@@ -181,19 +159,8 @@ def hostile_server(trained_run, tmp_path_factory):
     doc = json.loads((served / "provenance.json").read_text())
     doc["data"]["classes"] = [f"<img src=x onerror=window.__xss={k}>" for k in range(10)]
     (served / "provenance.json").write_text(json.dumps(doc))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(served)) as url:
+        yield url
 
 
 def test_hostile_class_and_run_names_render_as_text(page, hostile_server, digits, tmp_path) -> None:

@@ -4,10 +4,7 @@ on hand cases, an exact resume after SIGKILL, and the quiz played in Chromium.""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -21,12 +18,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.generate.measures import frechet_distance, precision_recall
 from cnnlab.report.marks import check_mark
 from cnnlab.run import CHECKPOINT, WEIGHTS, Run
-from conftest import cnnlab_process
+from conftest import CHROMIUM, CHROMIUM_ARGS, cnnlab_process, needs_chromium, serving
 
 GAN = ["--data", "digits", "--epochs", "2", "--batch-size", "64", "--optimizer", "adam", "--lr", "2e-4",
        "--schedule", "none", "--weight-decay", "0", "--seed", "3"]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 def _train(model: str, out: Path, epochs: int = 2) -> Run:
@@ -209,23 +204,10 @@ def _pixels(path: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def quiz_server(gan: Run):
-    import uvicorn
-
     from cnnlab.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(gan.path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(gan.path)) as url:
+        yield url
 
 
 def test_quiz_api_keeps_score(quiz_server: str) -> None:
@@ -244,12 +226,12 @@ def test_quiz_api_keeps_score(quiz_server: str) -> None:
     assert httpx.post(f"{quiz_server}/api/quiz/nope/answer", json={"pick": "up"}, timeout=60).status_code == 422
 
 
-@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium")
+@needs_chromium
 def test_quiz_page_plays_a_round_in_chromium(quiz_server: str, gan: Run) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(f"{quiz_server}/quiz")

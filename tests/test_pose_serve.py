@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,12 +24,11 @@ from cnnlab.data import stick_figures as figures_module
 from cnnlab.data.stick_figures import JOINTS
 from cnnlab.run import Run
 from cnnlab.tasks.pose import skeleton
+from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, serving
 
 TOKEN = "t0ken-of-the-pose-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SIDE = 48
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 @pytest.fixture(scope="module")
@@ -62,23 +57,10 @@ def figure_png() -> bytes:
 
 @pytest.fixture(scope="module")
 def server(pose_run: Run) -> Iterator[str]:
-    import uvicorn
-
     from cnnlab.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(pose_run.path, token=TOKEN), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(pose_run.path, token=TOKEN)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +90,14 @@ def test_a_pose_run_sends_other_tasks_to_its_endpoint(http, figure_png: bytes) -
     assert "/api/pose" in http.get("/openapi.json").json()["paths"]
 
 
-@pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium")
+@needs_chromium
 def test_the_lab_draws_the_skeleton_on_an_upload(server: str, http, figure_png: bytes, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     (tmp_path / "figure.png").write_bytes(figure_png)
     answer = http.post("/api/pose", files={"file": ("figure.png", figure_png)}).json()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
         errors: list[str] = []

@@ -14,9 +14,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -32,14 +29,13 @@ import cnnlab
 from cnnlab.data import Split, load_data
 from cnnlab.run import Run
 from cnnlab.serve.uploads import MAX_UPLOAD_BYTES
+from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, serving
 from test_serve_api import bomb_png
 
 TOKEN = "t0ken-of-the-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SIDE = 32  # the scenes' side; the pictures sent are these scenes enlarged
 KNOWN = 8  # scenes the runs learn by heart
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 @contextmanager
@@ -83,25 +79,10 @@ def runs(scenes, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(runs) -> Iterator[str]:
-    import uvicorn
-
     from cnnlab.serve import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(create_app(runs / "yolo", token=TOKEN), host="127.0.0.1", port=port,
-                                        log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not web.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    web.should_exit = True
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    with serving(create_app(runs / "yolo", token=TOKEN)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +205,6 @@ def test_the_schema_documents_both_endpoints(http) -> None:
 
 
 # -- the lab page -------------------------------------------------------------------------------
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists() and not os.environ.get("CI"), reason="needs Debian's chromium (apt-get install chromium)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +212,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
