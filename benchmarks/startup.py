@@ -12,13 +12,12 @@ wall time, the best of each and the ratio cnnlab / plain (target <= 1.15), and t
 method the cnnlab run recorded (proof that it measured). `--parts` also times, in this process,
 what `cnnlab train` pays before its first step.
 
-Evidence: NOT YET TIMED ON AN IDLE MACHINE (to be re-timed, and recorded in docs/benchmarks.md).
-Provisional, 2 cores shared with four other agents' test runs (load average ~8), torch 2.14.1
-CPU, Python 3.11.7: 1 repeat, plain 200 s, cnnlab 306 s: CPU contention, not cnnlab, sets those
-walls (the same plain script took 7.7 s at load average ~1). What start-up cut, A/B in fresh
-processes under the same load, best of 3: `import torchvision` for its version 1.81 s -> 0.00 s
-(package metadata); CodeCarbon start + stop 1.69 s -> 0.09 s (its load-based estimate computed
-directly, cnnlab/energy.py); sha256 of the Fashion-MNIST-sized splits 0.46 s -> 0.29 s (no copy).
+Evidence (2 cores, torch 2.14.1 CPU, Python 3.11.7; docs/benchmarks.md): best of 3 on a machine
+otherwise idle, 2026-12-02: cnnlab 6.77 s, plain 5.99 s, ratio 1.130. What start-up cut, A/B in
+fresh processes: `import torchvision` for its version 1.81 s -> 0.00 s (package metadata), and the
+scene datasets importing torchvision at their top (~1.4 s, every training); CodeCarbon start + stop
+1.69 s -> 0.09 s (its load-based estimate computed directly, cnnlab/energy.py); sha256 of the
+Fashion-MNIST-sized splits 0.46 s -> 0.29 s (no copy).
 
     python benchmarks/startup.py [--repeats 3] [--data-dir /usr/share/datasets/fashion-mnist] [--parts]
 """
