@@ -77,7 +77,8 @@ def test_plan_fits_the_budget_and_leaves_the_model_alone(digits) -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
     steps = -(-len(digits.train) // 64)
-    assert plan["epoch_s"] == pytest.approx(plan["step_s"] * steps, rel=0.01)
+    # epoch_s is rounded to 0.01 s and step_s to 0.0001 s: an epoch of 0.3 s (an idle machine) is off by up to 2%
+    assert plan["epoch_s"] == pytest.approx(plan["step_s"] * steps, rel=0.01, abs=0.005 + steps * 0.00005)
     assert plan["test_s"] > 0
     left, r = 60.0 - 5.0 - plan["test_s"] - RESERVE_SECONDS, 0.006  # the plan's numbers are rounded to 0.01
     assert int((left - r) // (plan["epoch_s"] + r)) <= epochs <= int((left + r) // (plan["epoch_s"] - r))
