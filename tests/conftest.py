@@ -125,3 +125,33 @@ def serving(app) -> Iterator[str]:
         web.should_exit = True
         thread.join(timeout=30)
     assert not thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page of the module's Chromium; a script error in it fails the test."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)  # a loaded CI machine: a PGD or a training can take seconds
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where screenshots go: $CNNLAB_SCREENSHOTS when set (docs/screenshots/ holds the committed ones)."""
+    folder = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -7,12 +7,9 @@ else to the test's temporary folder.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, serving
+from conftest import needs_chromium, serving
 from test_serve_api import digit_png
 
 # Skipped on a developer machine without it; in CI (.ci/run installs it) a missing browser fails.
@@ -25,34 +22,6 @@ def server(trained_run):
 
     with serving(create_app(trained_run.path)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(60_000)  # a loaded CI machine: a PGD or a training can take seconds
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    page.close()
-    assert not errors, errors
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def test_lab_predicts_explains_and_flips_with_eps(page, server, digits, tmp_path, shots) -> None:

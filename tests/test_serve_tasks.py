@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ import cnnlab
 from cnnlab.data import Split, load_data
 from cnnlab.run import Run
 from cnnlab.serve.uploads import MAX_UPLOAD_BYTES
-from conftest import CHROMIUM, CHROMIUM_ARGS, needs_chromium, serving
+from conftest import needs_chromium, serving
 from test_serve_api import bomb_png
 
 TOKEN = "t0ken-of-the-tests"
@@ -205,34 +204,6 @@ def test_the_schema_documents_both_endpoints(http) -> None:
 
 
 # -- the lab page -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    page.close()
-    assert not errors, errors
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("CNNLAB_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def open_lab(page, server: str, run: str, model: str) -> None:
