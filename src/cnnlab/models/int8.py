@@ -97,6 +97,8 @@ class _Int8(nn.Module):
         return self._packed
 
     def pack(self, weight: Tensor, bias: Tensor) -> Any:
+        """The kernel's packed form of a per-channel int8 weight and its float bias; each layer
+        kind (convolution, linear) packs for its own kernel, so this base class has none."""
         raise NotImplementedError
 
     def finish(self, y: Tensor) -> Tensor:
