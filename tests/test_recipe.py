@@ -86,6 +86,32 @@ def test_plan_fits_the_budget_and_leaves_the_model_alone(digits) -> None:
     assert tiny == 1  # over budget already: one epoch, never zero
 
 
+def test_a_gans_budget_times_its_adversarial_step(digits, monkeypatch) -> None:
+    """A GAN's step is its generator's and discriminator's updates, not a classifier's step
+    through the discriminator: the plan times that step, on a copy, and both nets learn in it."""
+    from cnnlab.bench import make_step
+    from cnnlab.tasks.base import get_task
+    from cnnlab.tasks.generate import AdversarialTraining
+
+    torch.manual_seed(0)
+    model = build_model("dcgan", digits.input_shape, digits.num_classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(model="dcgan", batch_size=32, budget=60.0, optimizer="adam", lr=2e-4)
+    task = get_task("generate", digits.classes).bind(model)
+    steps = []
+    real_step = AdversarialTraining.step
+    monkeypatch.setattr(AdversarialTraining, "step", lambda own, x, y, groups=None: steps.append(own) or real_step(own, x, y))
+    epochs, plan = plan_epochs(model, digits.train.x, digits.train.y, cfg, spent=5.0, task=task)
+    assert len(steps) == 8 and all(own.model is not model for own in steps)  # 3 warm-up + 5 timed, on a copy
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert epochs >= 1 and plan["step_s"] > 0
+    own = task.own_training(model, cfg, torch.device("cpu"))
+    make_step(model, digits.train.x[:32], digits.train.y[:32], own=own)()
+    after = model.state_dict()
+    for net in ("generator", "discriminator"):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(f"net.{net}."))
+
+
 @pytest.mark.slow
 def test_fast_recipe_trains_and_records_its_choices(cli, tmp_path: Path) -> None:
     out = tmp_path / "fast"

@@ -194,15 +194,18 @@ def gemm_shapes(model: nn.Module, input_shape: tuple[int, int, int], batch_size:
 
 
 def make_step(model: nn.Module, x: Tensor, y: Any, momentum: float = 0.9,
-              loss_fn: Callable[[Tensor, Any], Tensor] = F.cross_entropy) -> Callable[[], None]:
+              loss_fn: Callable[[Tensor, Any], Tensor] = F.cross_entropy, own: Any = None) -> Callable[[], None]:
     """One real training step: forward, the loss (a task's; default cross-entropy), backward,
     SGD (Nesterov momentum when `momentum` > 0, as cnnlab trains). The model's weights change:
-    give it a copy to keep them."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=momentum, nesterov=momentum > 0)
+    give it a copy to keep them. `own`: a task's own training built on `model` (a GAN's, whose
+    step updates the discriminator and returns the generator's loss): its step is timed, and
+    the SGD steps what it trains."""
+    trained = model if own is None else own.trained
+    optimizer = torch.optim.SGD(trained.parameters(), lr=1e-3, momentum=momentum, nesterov=momentum > 0)
     model.train()
 
     def step() -> None:
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(model(x), y) if own is None else own.step(x, y)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         with torch.profiler.record_function(OPTIMIZER_LABEL):

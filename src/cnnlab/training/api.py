@@ -93,8 +93,9 @@ def train(
         # rank 0 times the steps and every rank trains its plan (timing on all ranks at once would only slow each other)
         epochs, plan = 0, {}
         if dist.is_main:
-            loss = get_task(task, data.classes).bind(model).loss
-            epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test), loss)
+            bound = get_task(task, data.classes).bind(model)
+            epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test),
+                                       bound.loss, bound)
         epochs = dist.from_main(epochs)
         cfg, provenance["budget"] = replace(cfg, epochs=epochs), plan
     if dist.is_main:

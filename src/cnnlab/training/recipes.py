@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from torch import nn
 
 from cnnlab.config import RECIPES, TrainConfig
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:
+    from cnnlab.tasks.base import Task
 
 Loss = Callable[[torch.Tensor, Any], torch.Tensor]
 
@@ -101,13 +104,14 @@ def process_start() -> float:
 
 
 def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, spent: float,
-                n_test: int = 0, loss: Loss = F.cross_entropy) -> tuple[int, dict[str, float]]:
+                n_test: int = 0, loss: Loss = F.cross_entropy, task: Task | None = None) -> tuple[int, dict[str, float]]:
     """How many epochs of `cfg` fit in what is left of `cfg.budget` after `spent` seconds.
 
     Times real training steps of a copy of `model` on the first batch of the training
     images (the model, its optimizer and the random streams of the run are untouched), then
     divides what is left, less the final test pass on `n_test` images and a small reserve, by
-    the time of one epoch. `loss(outputs, y)` is the task's (default: classification).
+    the time of one epoch. `loss(outputs, y)` is the task's (default: classification); a bound
+    `task` that trains its own way (a GAN) has its own step timed instead.
     Returns (epochs, the measurements) - the measurements go into provenance.json.
     """
     from cnnlab.bench import make_step, time_steps
@@ -118,7 +122,8 @@ def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     probe = copy.deepcopy(model).to(device).to(memory_format=fmt)
     xb = x[: cfg.batch_size].to(device).contiguous(memory_format=fmt)
     yb = y[: cfg.batch_size].to(device)
-    times = time_steps(make_step(probe, xb, yb, cfg.momentum, loss), steps=5, warmup=3, device=device)
+    own = task.own_training(probe, cfg, device) if task is not None else None
+    times = time_steps(make_step(probe, xb, yb, cfg.momentum, loss, own), steps=5, warmup=3, device=device)
     step = sorted(times)[len(times) // 2] / SAFETY  # median
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     epoch_seconds = step * steps_per_epoch
