@@ -84,8 +84,9 @@ def test_structured_pruning_shrinks_layers_and_flops(trained_run, tmp_path, cli)
     from cnnlab.run import Run
     from cnnlab.summary import summarize
 
-    pruned = prune_run(trained_run, tmp_path / "channels", amount=0.5, structured=True, epochs=1, quiet=True)
+    pruned = prune_run(trained_run, tmp_path / "channels", amount=0.5, structured=True, quiet=True)
     reloaded = Run.load(pruned.path)
+    assert reloaded.config.epochs == trained_run.config.epochs == 4  # half the channels: as long a training as the parent's
     conv1, conv2 = (reloaded.model.get_submodule(f"net.features.conv{i}") for i in (1, 2))
     assert (conv1.out_channels, conv2.in_channels, conv2.out_channels) == (3, 3, 8)
     assert reloaded.model.get_submodule("net.classifier.fc1").in_features == 8 * 25

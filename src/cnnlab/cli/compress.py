@@ -76,7 +76,7 @@ def compress(
     temperature: Annotated[float, typer.Option(help="Distillation temperature T.")] = 4.0,
     alpha: Annotated[float, typer.Option(help="Distillation: weight of the teacher's term (1 - alpha: the labels').")] = 0.9,
     epochs: Annotated[int | None, typer.Option(
-        help="Pruning: fine-tuning epochs (default 1; 0: none). Distillation: epochs (default: RUN's).")] = None,
+        help="Pruning: fine-tuning epochs (default 1, --structured: RUN's; 0: none). Distillation: epochs (default: RUN's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Pruning: fine-tuning peak learning rate (default: a fifth of RUN's).")] = None,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -96,7 +96,7 @@ def compress(
     if prune is not None:
         from cnnlab.compress.prune import prune_run
 
-        run = prune_run(parent, out_dir, prune, structured, 1 if epochs is None else epochs, lr, overwrite, quiet)
+        run = prune_run(parent, out_dir, prune, structured, epochs, lr, overwrite, quiet)
     elif quantize is not None:
         from cnnlab.compress.quantize import quantize_run
 
