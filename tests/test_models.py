@@ -56,7 +56,7 @@ EXPECTED_PARAMS = [
     ("cdcgan", (1, 28, 28), 10, 818_530),  # + the one-hot class into the generator 10*128*16, + embeddings 10*128
     # stage 1: 3x3 convs 3-24-48-96-96-96 (no bias) 218,376 + BatchNorms 720 + 1x1 scores 96*14+14;
     # the refiner of crops: 3x3 convs 3-16-32-32 14,256 + BatchNorms 160 + 1x1 scores 32*14+14
-    ("deeppose", (3, 96, 96), 14, 235_332),  # + one-hot classes into the generator 10*64*16 + class embeddings 10*64
+    ("deeppose", (3, 96, 96), 14, 235_332),
 ]
 
 # MNIST, CIFAR-10, and the smallest side that gets the ImageNet layouts (with an odd class count).

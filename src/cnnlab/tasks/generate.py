@@ -13,8 +13,8 @@ Each step of `fit` (`AdversarialTraining.step`), on a batch x of real images:
 3. the generator's loss against the updated D, the non-saturating one (Goodfellow et al.
    2014, section 3): loss_G = BCE(D(fake), 1), returned to the loop, which backpropagates it
    and steps the run's optimizer, whose parameters are the generator's alone. D's weights are
-   frozen while this loss is built: its backward pass then skips their gradients (unused, and
-   ~10% of a width-32 step), and G's gradients are the same to the bit.
+   frozen while this loss is built: its backward pass then skips their gradients (unused; 2-13%
+   of a width-32 step in timings), and G's gradients are the same to the bit.
 Both Adams take beta1 = 0.5 (Radford et al. 2016: 0.9 oscillated). The loop's `loss` is the
 generator's; the task sums d_loss, d_real = mean D(x) and d_fake = mean D(G(z)) (as
 probabilities): D(x) near 1 and D(G(z)) near 0 is a discriminator that wins.
