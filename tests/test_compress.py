@@ -39,6 +39,8 @@ def test_int8_is_smaller_loads_in_a_fresh_process_and_keeps_accuracy(trained_run
     assert provenance["derived"]["method"] == "quantize" and provenance["derived"]["parent"] == str(trained_run.path)
     assert fresh_process_accuracy(q.path) == pytest.approx(int8_acc)
     assert cli("verify", q.path, "--json").code == 0
+    flops = [json.loads(cli("summary", path, "--json").out)["flops"] for path in (trained_run.path, q.path)]
+    assert flops[0] == flops[1] > 0  # the same multiply-adds, counted in the int8 kernels too
     probs = Run.load(q.path).predict(trained_run.load_data().test.x[:4])
     assert torch.allclose(probs.sum(1), torch.ones(4), atol=1e-5)
 

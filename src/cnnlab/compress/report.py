@@ -25,8 +25,6 @@ def compress_report(parent: Run, run: Run) -> dict[str, Any]:
             "derived": derive.size_of(run.model, shape, run.path / WEIGHTS)}
     accuracy = {"parent": test_accuracy(parent), "derived": test_accuracy(run)}
     method = derived["method"]
-    if method == "quantize":  # the same multiply-adds, in int8: torch's FLOP counter does not see the int8 kernels
-        size["derived"]["flops_per_image"] = size["parent"]["flops_per_image"]
     if method == "prune":
         method += " (channels)" if derived["structured"] else f" (weights, {sparsity(run.model):.0%} of them now 0)"
     drop = None if None in accuracy.values() else 100 * (accuracy["parent"] - accuracy["derived"])  # type: ignore[operator]

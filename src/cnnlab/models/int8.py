@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import register_flop_formula
 
 from cnnlab.errors import CnnlabError
 
@@ -34,6 +35,16 @@ from cnnlab.errors import CnnlabError
 # AVX-512 VNNI the kernels add pairs of u8*s8 products in int16, which 8 full bits can overflow.
 ACTIVATION_MAX = 127
 KINDS = ("conv", "linear", "identity", "maxpool")
+
+
+@register_flop_formula([torch.ops.quantized.conv2d, torch.ops.quantized.conv2d_relu,
+                        torch.ops.quantized.linear, torch.ops.quantized.linear_relu], get_raw=True)
+def int8_flops(x: Tensor, packed: Any, *args: Any, out_val: Tensor, **kwargs: Any) -> int:
+    """FLOPs of an int8 kernel call as torch's counter counts the float ones (a multiply-add is
+    2), so `cnnlab summary` and `compare` see an int8 model's arithmetic: each output number
+    takes one multiply-add per weight of its filter, (in / groups) x kh x kw, or in for a linear."""
+    weight = packed.unpack()[0]  # (out, in / groups, kh, kw) or (out, in)
+    return 2 * out_val.numel() * weight[0].numel()
 
 
 @contextmanager
