@@ -87,26 +87,9 @@ class ImageEntry:
     "coco", "your own detection data in COCO format: DIR/train.json (val.json, test.json optional), DIR/images/", takes_arg=True
 )
 def coco(arg: str | None, opts: DataOptions) -> Dataset:
-    root = Path(arg or "").expanduser()
-    if not root.is_dir():
-        why = "is not a folder" if root.exists() else "does not exist"
-        raise CnnlabError(f"coco path {root} {why}; give a folder with train.json and an images/ folder.")
-    if not (root / "train.json").is_file():
-        raise CnnlabError(f"{root} has no train.json; a coco: folder needs DIR/train.json and DIR/images/.")
     side = opts.image_size or SIDE
     skipped: list[str] = []
-
-    try:
-        docs = {"train": read_json(root / "train.json")}
-    except CnnlabError as e:
-        raise CnnlabError(f"{e}; fix it: a coco: folder has nothing to train on without its train.json.") from None
-    for part in PARTS[1:]:
-        if (root / f"{part}.json").is_file() and (doc := tolerant(opts, skipped, read_json, root / f"{part}.json")):
-            docs[part] = doc
-    split_off = {p: f for p, f in (("test", TEST_FRACTION), ("val", opts.val_fraction)) if p not in docs}
-    if sum(split_off.values()) >= 1:
-        limit = 1 - TEST_FRACTION
-        raise CnnlabError(f"coco keeps {TEST_FRACTION:.0%} of train.json for test, so val_fraction must be below {limit:g}.")
+    root, docs, split_off = read_folder("coco", arg, opts, skipped)
     categories = read_categories(docs["train"], "train.json")
     entries = {part: image_entries(doc, f"{part}.json", opts, skipped) for part, doc in docs.items()}
     entries.update(split_by_hash(entries["train"], split_off))
@@ -135,6 +118,30 @@ def coco(arg: str | None, opts: DataOptions) -> Dataset:
         task="detect",
         other_tasks=("segment",),
     )
+
+
+def read_folder(name: str, arg: str | None, opts: DataOptions, skipped: list[str]) -> tuple[Path, dict[str, dict], dict[str, float]]:
+    """A `NAME:DIR` folder in COCO's layout: its path, its documents (train.json, which must be
+    readable; val.json and test.json where present, skipped by `opts.on_corrupt` if not) and the
+    shares of train.json to split off for the parts it lacks; one sentence for what is missing."""
+    root = Path(arg or "").expanduser()
+    if not root.is_dir():
+        why = "is not a folder" if root.exists() else "does not exist"
+        raise CnnlabError(f"{name} path {root} {why}; give a folder with train.json and an images/ folder.")
+    if not (root / "train.json").is_file():
+        raise CnnlabError(f"{root} has no train.json; a {name}: folder needs DIR/train.json and DIR/images/.")
+    try:
+        docs = {"train": read_json(root / "train.json")}
+    except CnnlabError as e:
+        raise CnnlabError(f"{e}; fix it: a {name}: folder has nothing to train on without its train.json.") from None
+    for part in PARTS[1:]:
+        if (root / f"{part}.json").is_file() and (doc := tolerant(opts, skipped, read_json, root / f"{part}.json")):
+            docs[part] = doc
+    split_off = {p: f for p, f in (("test", TEST_FRACTION), ("val", opts.val_fraction)) if p not in docs}
+    if sum(split_off.values()) >= 1:
+        raise CnnlabError(f"{name} keeps {TEST_FRACTION:.0%} of train.json for test, "
+                          f"so val_fraction must be below {1 - TEST_FRACTION:g}.")
+    return root, docs, split_off
 
 
 def tolerant(opts: DataOptions, skipped: list[str], read: Callable[..., T], *args: object) -> T | None:

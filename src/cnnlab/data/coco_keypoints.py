@@ -37,14 +37,12 @@ from torch import Tensor
 
 from cnnlab.data.coco import (
     EDGE_SLACK,
-    PARTS,
-    TEST_FRACTION,
     ImageEntry,
     file_size,
     image_entries,
     is_int,
     is_number,
-    read_json,
+    read_folder,
     split_by_hash,
     tolerant,
 )
@@ -73,25 +71,9 @@ class Skeleton(NamedTuple):
 @register_dataset("coco-keypoints", "your own pose data in COCO person-keypoints format: DIR/train.json "
                   "(val.json, test.json optional), DIR/images/", takes_arg=True)
 def coco_keypoints(arg: str | None, opts: DataOptions) -> Dataset:
-    root = Path(arg or "").expanduser()
-    if not root.is_dir():
-        why = "is not a folder" if root.exists() else "does not exist"
-        raise CnnlabError(f"coco-keypoints path {root} {why}; give a folder with train.json and an images/ folder.")
-    if not (root / "train.json").is_file():
-        raise CnnlabError(f"{root} has no train.json; a coco-keypoints: folder needs DIR/train.json and DIR/images/.")
     side = opts.image_size or SIDE
     skipped: list[str] = []
-    try:
-        docs = {"train": read_json(root / "train.json")}
-    except CnnlabError as e:
-        raise CnnlabError(f"{e}; fix it: a coco-keypoints: folder has nothing to train on without its train.json.") from None
-    for part in PARTS[1:]:
-        if (root / f"{part}.json").is_file() and (doc := tolerant(opts, skipped, read_json, root / f"{part}.json")):
-            docs[part] = doc
-    split_off = {p: f for p, f in (("test", TEST_FRACTION), ("val", opts.val_fraction)) if p not in docs}
-    if sum(split_off.values()) >= 1:
-        raise CnnlabError(f"coco-keypoints keeps {TEST_FRACTION:.0%} of train.json for test, "
-                          f"so val_fraction must be below {1 - TEST_FRACTION:g}.")
+    root, docs, split_off = read_folder("coco-keypoints", arg, opts, skipped)
     skeleton = read_skeleton(docs["train"])
     entries = {part: image_entries(doc, f"{part}.json", opts, skipped) for part, doc in docs.items()}
     entries.update(split_by_hash(entries["train"], split_off))
