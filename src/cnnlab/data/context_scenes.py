@@ -43,7 +43,7 @@ import math
 import torch
 from torch import Tensor
 
-from cnnlab.data.dataset import Dataset, Split
+from cnnlab.data.dataset import Dataset, Split, held_out
 from cnnlab.data.registry import DataOptions, register_dataset
 from cnnlab.data.shapes import NOISE, object_colours, shape_masks, texture
 from cnnlab.data.targets import Targets
@@ -78,9 +78,7 @@ def context_scenes(arg: str | None, opts: DataOptions) -> Dataset:
     side = opts.image_size or SIDE
     if side < MIN_SIDE:
         raise CnnlabError(f"context-scenes draws scenes of at least {MIN_SIDE}x{MIN_SIDE} pixels; got image size {side}.")
-    x, y = scenes(TRAIN_VAL, SEEDS["train"], side)
-    n_val = round(opts.val_fraction * TRAIN_VAL)
-    train, val = Split(x[n_val:], y[n_val:]), Split(x[:n_val], y[:n_val])
+    train, val = held_out(*scenes(TRAIN_VAL, SEEDS["train"], side), opts.val_fraction)
     test = Split(*scenes(TEST, SEEDS["test"], side))
     return Dataset(
         name="context-scenes",

@@ -88,6 +88,13 @@ class Dataset:
         return {name: split.sha256() for name, split in self.splits().items()}
 
 
+def held_out(x: Tensor, y: Tensor | Targets, val_fraction: float) -> tuple[Split, Split]:
+    """(train, val) of a generated training draw: its first `val_fraction` held out for
+    validation (a seeded generator's examples come in no order worth stratifying)."""
+    n_val = round(val_fraction * len(x))
+    return Split(x[n_val:], y[n_val:]), Split(x[:n_val], y[:n_val])
+
+
 def stratified_split(
     y: Tensor, fractions: tuple[float, ...], seed: int = 0
 ) -> list[Tensor]:

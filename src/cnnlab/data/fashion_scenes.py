@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cnnlab.data.dataset import Dataset, Split
+from cnnlab.data.dataset import Dataset, Split, held_out
 from cnnlab.data.registry import DataOptions, load_data, register_dataset
 from cnnlab.data.shapes import NOISE, texture
 from cnnlab.data.targets import Targets
@@ -50,9 +50,7 @@ def fashion_scenes(arg: str | None, opts: DataOptions) -> Dataset:
     if side < ITEM:
         raise CnnlabError(f"fashion-scenes draws scenes of at least {ITEM}x{ITEM} pixels; got image size {side}.")
     base = load_data("fashion-mnist", data_dir=opts.data_dir, val_fraction=0.0, download=opts.download)
-    x, y = scenes(base.train.x, base.train.y, TRAIN_VAL, SEEDS["train"], side)
-    n_val = round(opts.val_fraction * TRAIN_VAL)
-    train, val = Split(x[n_val:], y[n_val:]), Split(x[:n_val], y[:n_val])
+    train, val = held_out(*scenes(base.train.x, base.train.y, TRAIN_VAL, SEEDS["train"], side), opts.val_fraction)
     test = Split(*scenes(base.test.x, base.test.y, TEST, SEEDS["test"], side))
     return Dataset(
         name="fashion-scenes",

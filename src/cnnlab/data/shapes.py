@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.data.dataset import Dataset, Split
+from cnnlab.data.dataset import Dataset, Split, held_out
 from cnnlab.data.registry import DataOptions, register_dataset
 from cnnlab.data.targets import Targets
 from cnnlab.errors import CnnlabError
@@ -64,9 +64,7 @@ def shapes(arg: str | None, opts: DataOptions) -> Dataset:
     side = opts.image_size or SIDE
     if side < MIN_SIDE:
         raise CnnlabError(f"shapes draws scenes of at least {MIN_SIDE}x{MIN_SIDE} pixels; got image size {side}.")
-    x, y = scenes(TRAIN_VAL, SEEDS["train"], side)
-    n_val = round(opts.val_fraction * TRAIN_VAL)
-    train, val = Split(x[n_val:], y[n_val:]), Split(x[:n_val], y[:n_val])
+    train, val = held_out(*scenes(TRAIN_VAL, SEEDS["train"], side), opts.val_fraction)
     test = Split(*scenes(TEST, SEEDS["test"], side))
     return Dataset(
         name="shapes",
