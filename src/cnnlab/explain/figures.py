@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cnnlab.report.figures import pyplot, save_figure
+from cnnlab.report.figures import pyplot, save_figure, show_pixels
 
 
 def heat(attribution: Tensor) -> Tensor:
@@ -23,10 +23,7 @@ def heat(attribution: Tensor) -> Tensor:
 
 
 def _show_image(ax, x: Tensor) -> None:  # noqa: ANN001 - a matplotlib Axes
-    if x.shape[0] == 1:
-        ax.imshow(x[0].numpy(), cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(x.permute(1, 2, 0).clamp(0, 1).numpy())
+    show_pixels(ax, x)
     ax.set_xticks([])
     ax.set_yticks([])
 

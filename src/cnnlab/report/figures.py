@@ -106,6 +106,16 @@ def confusion_matrix(confusion: Tensor, classes: list[str], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def show_pixels(ax: Any, pixels: Tensor) -> None:
+    """Draw (C, H, W) pixels in [0, 1] on a matplotlib Axes: gray on a fixed 0-1 scale for one
+    channel (imshow would stretch each image's own range), RGB for three."""
+    pixels = pixels.detach().cpu().clamp(0, 1)
+    if pixels.shape[0] == 1:
+        ax.imshow(pixels[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(pixels.permute(1, 2, 0).numpy())
+
+
 def image_grid(
     images: Tensor, titles: list[str], path: Path, columns: int = 8
 ) -> Path:
@@ -117,10 +127,6 @@ def image_grid(
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles, strict=False):  # the grid's last row may have empty cells
-        img = img.detach().cpu().clamp(0, 1)
-        if img.shape[0] == 1:
-            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(img.permute(1, 2, 0).numpy())
+        show_pixels(ax, img)
         ax.set_title(title, fontsize=7)
     return save_figure(fig, path)

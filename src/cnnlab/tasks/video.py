@@ -103,7 +103,7 @@ class Video(Classify):
 
 def clip_strips(clips: Tensor, titles: list[str], path: Path) -> Path:
     """Clips (N, T, C, H, W) in [0, 1], one row each: STRIP_FRAMES frames at even steps, side by side."""
-    from cnnlab.report import pyplot, save_figure
+    from cnnlab.report.figures import pyplot, save_figure, show_pixels
 
     plt = pyplot()
     n = max(len(clips), 1)
@@ -112,11 +112,7 @@ def clip_strips(clips: Tensor, titles: list[str], path: Path) -> Path:
         ax.axis("off")
     for ax, clip, title in zip(axes.flat, clips, titles, strict=False):
         take = torch.linspace(0, clip.shape[0] - 1, min(STRIP_FRAMES, clip.shape[0])).round().long()
-        strip = torch.cat(list(clip[take].detach().cpu().clamp(0, 1)), dim=-1)  # (C, H, T' * W)
-        if strip.shape[0] == 1:
-            ax.imshow(strip[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(strip.permute(1, 2, 0).numpy())
+        show_pixels(ax, torch.cat(list(clip[take]), dim=-1))  # (C, H, T' * W)
         ax.set_title(title, fontsize=8)
     return save_figure(fig, path)
 
