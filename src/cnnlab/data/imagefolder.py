@@ -91,14 +91,21 @@ def _list_images(tree: Path, classes: list[str], root: Path) -> list[tuple[Path,
     stray = [name for name in found if name not in classes]
     if stray:
         raise CnnlabError(f"{tree} has class folder(s) {', '.join(stray)} that train/ does not; make the class folders match.")
+    return class_files(tree, classes, root, IMAGE_SUFFIXES, "images")
+
+
+def class_files(tree: Path, classes: list[str], root: Path, suffixes: tuple[str, ...], what: str) -> list[tuple[Path, int]]:
+    """(path, label) for every file ending in one of `suffixes` below tree/<class>/, in a stable
+    order, leaving out what is hidden (a name starting with "." below `root`); one sentence
+    naming `what` was looked for when there is none."""
     files = []
     for label, name in enumerate(classes):
         for p in sorted((tree / name).rglob("*")):
             hidden = any(part.startswith(".") for part in p.relative_to(root).parts)
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not hidden:
+            if p.suffix.lower() in suffixes and p.is_file() and not hidden:
                 files.append((p, label))
     if not files:
-        raise CnnlabError(f"{tree} holds no images (looked for {', '.join(IMAGE_SUFFIXES)} below its class folders).")
+        raise CnnlabError(f"{tree} holds no {what} (looked for {', '.join(suffixes)} below its class folders).")
     return files
 
 

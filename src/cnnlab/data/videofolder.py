@@ -26,6 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from cnnlab.data.dataset import Dataset, Split, stratified_split
+from cnnlab.data.imagefolder import class_files
 from cnnlab.data.registry import DataOptions, register_dataset
 from cnnlab.errors import CnnlabError
 
@@ -51,7 +52,7 @@ def videofolder(arg: str | None, opts: DataOptions) -> Dataset:
         raise CnnlabError(f"videofolder keeps {TEST_FRACTION:.0%} for test, so val_fraction must be below {1 - TEST_FRACTION:g}.")
     side = opts.image_size or SIDE
     clips, labels, skipped = [], [], []
-    for path, label in _list_videos(root, classes):
+    for path, label in class_files(root, classes, root, VIDEO_SUFFIXES, "videos"):
         try:
             clips.append(read_clip(path, FRAMES, (side, side)))
             labels.append(label)
@@ -86,19 +87,6 @@ def videofolder(arg: str | None, opts: DataOptions) -> Dataset:
         },
         task="video",
     )
-
-
-def _list_videos(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """(path, label) for every video file below root/<class>/, in a stable order."""
-    files = []
-    for label, name in enumerate(classes):
-        for p in sorted((root / name).rglob("*")):
-            hidden = any(part.startswith(".") for part in p.relative_to(root).parts)
-            if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not hidden:
-                files.append((p, label))
-    if not files:
-        raise CnnlabError(f"{root} holds no videos (looked for {', '.join(VIDEO_SUFFIXES)} below its class folders).")
-    return files
 
 
 def read_clip(path: str | Path, frames: int, size: tuple[int, int] | None = None, channels: int = 3,
