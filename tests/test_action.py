@@ -21,9 +21,11 @@ from safetensors.torch import load_file
 import cnnlab
 from cnnlab.data import Dataset, Split, augment, load_data
 from cnnlab.data.moving_actions import ANCHOR, CLASSES, FRAMES, clips
+from cnnlab.data.targets import mirror_order
 from cnnlab.errors import CnnlabError
 from cnnlab.models import build_model
 from cnnlab.run import WEIGHTS, Run
+from cnnlab.tasks.base import get_task
 from cnnlab.tasks.video import stream_accuracies
 from cnnlab.training import callbacks
 
@@ -99,6 +101,38 @@ def test_augmentation_moves_every_frame_of_a_clip_alike() -> None:
         moved = [(dy, dx) for dy in range(-1, 2) for dx in range(-1, 2)
                  if all(torch.equal(cropped[i, t], _shifted(x[i, t], dy, dx)) for t in range(4))]
         assert len(moved) == 1
+
+
+class Centroid(torch.nn.Module):
+    """A mirror-exact reader of the motion: scores "left" and "right" by how far the clip's
+    x-centroid moves from its first frame to its last, every other class 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))  # a parameter tells cnnlab the model's device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T, C, H, W)
+        mass = x.sum((2, 3))  # (N, T, W)
+        cx = (mass * torch.arange(x.shape[-1], dtype=x.dtype)).sum(-1) / mass.sum(-1)
+        d = self.scale * (cx[:, -1] - cx[:, 0])
+        out = torch.zeros(len(x), len(CLASSES))
+        out[:, CLASSES.index("left")], out[:, CLASSES.index("right")] = -d, d
+        return out
+
+
+def test_a_flip_turns_left_into_right_for_the_labels_and_the_scores() -> None:
+    """A mirrored clip that moved left moves right: flipped labels follow the class names, and
+    flip test-time augmentation reads the mirror's scores back in the original's classes."""
+    mirror = mirror_order(CLASSES)
+    assert [CLASSES[i] for i in mirror] == ["right", "left", "up", "down", "rotate-ccw", "rotate-cw", "grow", "shrink"]
+    x, y = clips(8, seed=5, labels=torch.tensor([CLASSES.index("left"), CLASSES.index("right")]).repeat(4))
+    model = Centroid()
+    assert torch.equal(model(x).argmax(1), y)  # the toy model reads the motion
+    flipped, fy = augment(x, y, ("flip",), torch.Generator().manual_seed(0), torch.tensor(mirror))
+    assert not torch.equal(fy, y) and torch.equal(model(flipped).argmax(1), fy)  # each label is its clip's new direction
+    plain, tta = (get_task("video", CLASSES).outputs(model, x, tta=on) for on in (False, True))
+    assert torch.allclose(tta, plain, atol=1e-4)  # the mirror's "right" is the original's "left"
+    assert torch.equal(get_task("classify", ["a", "b"]).unflip(plain[:, :2]), plain[:, :2])  # no counterpart: kept
 
 
 def _shifted(frame: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

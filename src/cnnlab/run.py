@@ -246,7 +246,7 @@ class Run:
         if x.ndim == 3:
             x = x.unsqueeze(0)
         self.check_fits(tuple(x.shape[1:]), None, "the input")
-        return predict_logits(self.model, x.float(), tta=self.config.tta).softmax(1)
+        return predict_logits(self.model, x.float(), tta=self.config.tta, classes=self.classes).softmax(1)
 
     def predict_files(self, paths: list[str | Path], k: int = 3, out: str | Path | None = None) -> list[dict[str, Any]]:
         """Predictions for image files (video files for a model of clips), each converted to the

@@ -86,14 +86,16 @@ def random_crop(x: Tensor, padding: int, dy: Tensor, dx: Tensor) -> Tensor:
     return padded[batch, chans, rows, cols]
 
 
-def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: torch.Generator) -> tuple[Tensor, Tensor | Targets]:
+def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: torch.Generator,
+            mirror: Tensor | None = None) -> tuple[Tensor, Tensor | Targets]:
     """Apply the named augmentations to a whole batch, moving the targets with the pixels
     (boxes, masks, keypoints; class labels do not move). Crop padding is 1/8 of the image side
     (4 px at 32, 3 px at 28), the usual CIFAR recipe scaled to the image.
 
     x: images (N, C, H, W) or clips (N, T, C, H, W); every frame of a clip is cropped and
     flipped as its first one, so the motion between frames is kept. A flip mirrors motion too:
-    on data whose classes are directions (left/right), it turns one class into another."""
+    on data whose classes are directions (left/right), it turns one class into another, which
+    `mirror` (K,) names (`targets.mirror_order` of the class names); flipped labels follow it."""
     if "crop" in ops:
         padding = max(1, x.shape[-1] // 8)
         dy, dx = crop_offsets(len(x), padding, generator)
@@ -103,5 +105,5 @@ def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: tor
     if "flip" in ops:
         flip = torch.rand(len(x), generator=generator, device="cpu").to(x.device) < 0.5  # each image with p = 1/2
         x = torch.where(flip.view(-1, *[1] * (x.ndim - 1)), x.flip(-1), x)
-        y = flip_targets(y, flip, x.shape[-1])
+        y = flip_targets(y, flip, x.shape[-1], mirror)
     return x, y

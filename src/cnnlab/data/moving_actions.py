@@ -13,8 +13,9 @@ chance, and telling the classes apart needs two frames or more (the point of
 Simonyan & Zisserman 2014 and Tran et al. 2015). `clips(..., labels=...)` draws the same
 clips with other classes: their anchor frames are the same pixels.
 
-A horizontal flip mirrors left into right and cw into ccw: `--augment flip` changes the
-class of those clips, so do not use it here.
+A horizontal flip mirrors left into right and cw into ccw: a flipped clip changes class.
+cnnlab renames it by the class names (`targets.mirror_order`), so `--augment flip` relabels
+the clips it flips and `--tta` reads the mirror's "right" score as the original's "left".
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def moving_actions(arg: str | None, opts: DataOptions) -> Dataset:
         meta={
             "clips": f"{FRAMES} frames of {side}x{side} gray; frame {ANCHOR} is drawn alike for every class",
             "split": f"val {opts.val_fraction:g} of {TRAIN_VAL} generated training clips; {TEST} test clips",
-            "augment": "no flip: a mirrored clip moves the other way (left <-> right, cw <-> ccw)",
+            "augment": "a flip relabels the clip: left <-> right, cw <-> ccw (up, down, grow, shrink stay)",
         },
         task="video",
     )

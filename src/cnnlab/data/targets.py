@@ -22,6 +22,7 @@ for DDP are the same tensor operations for every task.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -77,19 +78,24 @@ def target_tensors(y: Tensor | Targets) -> list[Tensor]:
     return [y] if isinstance(y, Tensor) else [t for _, t in y.tensors()]
 
 
+MIRRORED = {"left": "right", "right": "left", "cw": "ccw", "ccw": "cw"}
+
+
 def mirror_order(names: list[str]) -> list[int]:
-    """The joint each joint becomes in a mirror image, by name: 'left_x' <-> 'right_x' (the
-    NAME_mirror field of keypoints); a joint without a counterpart (neck, nose) stays itself."""
+    """What each joint or class becomes in a left-right mirror image, by name: 'left' <-> 'right'
+    anywhere in it ('left_wrist', the NAME_mirror field of keypoints; moving-actions' 'left'
+    clip), 'cw' <-> 'ccw' as a word ('rotate-cw'); a name without a counterpart stays itself."""
     def swapped(name: str) -> str:
-        return name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        return re.sub(r"left|right|(?<![a-z])c?cw(?![a-z])", lambda m: MIRRORED[m.group()], name)
 
     return [names.index(swapped(n)) if swapped(n) in names else i for i, n in enumerate(names)]
 
 
-def flip_targets(y: Tensor | Targets, flip: Tensor, width: int) -> Tensor | Targets:
-    """Mirror left-right the targets of the images where `flip` (N,) is True, as the pixels were."""
+def flip_targets(y: Tensor | Targets, flip: Tensor, width: int, mirror: Tensor | None = None) -> Tensor | Targets:
+    """Mirror left-right the targets of the images where `flip` (N,) is True, as the pixels were.
+    Class labels keep their class, unless `mirror` (K,) names the class each becomes."""
     if isinstance(y, Tensor):
-        return y
+        return y if mirror is None else torch.where(flip, mirror.to(y.device)[y], y)
     out = {}
     for name, t in y.fields.items():
         kind = y.kinds[name]

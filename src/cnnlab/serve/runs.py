@@ -76,25 +76,25 @@ class Served:
     def predictor(self) -> MicroBatcher[tuple[list[float], list[int]]]:
         """Probabilities and the classes ordered from most to least likely, per input."""
         if self._predictor is None:
-            self._predictor = MicroBatcher(_ranked(self.run.model, self.run.config.tta))
+            self._predictor = MicroBatcher(_ranked(self.run.model, self.run.config.tta, self.run.classes))
         return self._predictor
 
     def probabilities(self, x: Tensor) -> Tensor:
         """(K,) class probabilities of x (1, C, H, W) by the analysis copy (hold `lock`)."""
         from cnnlab.tasks.classify import predict_logits
 
-        return predict_logits(self.analysis, x, tta=self.run.config.tta).softmax(1)[0]
+        return predict_logits(self.analysis, x, tta=self.run.config.tta, classes=self.run.classes).softmax(1)[0]
 
     def close(self) -> None:
         if self._predictor is not None:
             self._predictor.close()
 
 
-def _ranked(model: nn.Module, tta: bool):  # noqa: ANN202
+def _ranked(model: nn.Module, tta: bool, classes: list[str]):  # noqa: ANN202
     from cnnlab.tasks.classify import predict_logits
 
     def forward(x: Tensor) -> list[tuple[list[float], list[int]]]:
-        probs = predict_logits(model, x, tta=tta).softmax(1)
+        probs = predict_logits(model, x, tta=tta, classes=classes).softmax(1)
         return list(zip(probs.tolist(), probs.argsort(1, descending=True).tolist()))
 
     return forward

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.data.targets import mirror_order
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks.base import Task, register_task
 
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
     from cnnlab.data import Dataset, Split
 
 
-def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512, tta: bool = False) -> Tensor:
+def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 512, tta: bool = False,
+                   classes: list[str] | None = None) -> Tensor:
     """Logits (N, K) in eval mode, batch by batch, on the model's device; returned on the CPU.
 
     `tta`: flip test-time augmentation, the mean of the logits of each image and its mirror
-    (left-right), as the speed-run recipes score (airbench); costs a second forward pass.
+    (left-right), as the speed-run recipes score (airbench); costs a second forward pass. With
+    the `classes` named, a mirror's scores are read in the classes they mirror (`Classify.unflip`).
     """
-    return Classify([]).outputs(model, x, batch_size, tta)
+    return Classify(classes or []).outputs(model, x, batch_size, tta)
 
 
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
@@ -98,7 +101,7 @@ class Evaluation:
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, classes: list[str], batch_size: int = 512, tta: bool = False) -> Evaluation:
     """Evaluate `model` on images x (N, C, H, W) in [0, 1] with labels y (N,) (`tta`: see predict_logits)."""
-    return evaluation_of(predict_logits(model, x, batch_size, tta), y, classes)
+    return evaluation_of(predict_logits(model, x, batch_size, tta, classes), y, classes)
 
 
 def evaluation_of(logits: Tensor, y: Tensor, classes: list[str]) -> Evaluation:
@@ -134,6 +137,12 @@ class Classify(Task):
 
     def metrics(self, outputs: Tensor, y: Tensor) -> dict[str, float]:
         return {"loss": F.cross_entropy(outputs, y).item(), "acc": (outputs.argmax(1) == y).float().mean().item()}
+
+    def unflip(self, outputs: Tensor) -> Tensor:
+        """The scores of a mirrored image, class by class of the original: the mirror of a clip
+        moving left moves right, so its "right" score is the original's "left" one; classes
+        without a counterpart (shirts, digits) keep their column."""
+        return outputs[:, mirror_order(self.classes)] if self.classes else outputs  # unnamed: nothing to rename
 
     def decode(self, outputs: Tensor) -> Tensor:
         return outputs.argmax(1)

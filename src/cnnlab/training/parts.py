@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.data import Dataset, Split, augment, num_batches, parse_augment
-from cnnlab.data.targets import Targets
+from cnnlab.data.targets import Targets, mirror_order
 from cnnlab.errors import CnnlabError
 from cnnlab.tasks import Task, get_task
 from cnnlab.training import distributed
@@ -111,13 +111,14 @@ def prepare(run: Run, data: Dataset, state: dict[str, Any] | None,
         optimizer = private.optimizer
     augment_rng = torch.Generator().manual_seed(cfg.seed + 1)
     ops = parse_augment(cfg.augment)
+    mirror = torch.tensor(mirror_order(task.classes))  # a flipped "left" clip is a "right" one; most classes stay
     if cfg.adversarial != "none" and task.name != "classify":
         raise CnnlabError(f"adversarial training attacks class scores; this run learns the {task.name} task.")
 
     def transform(x: Tensor, y: Target) -> tuple[Tensor, Target, Tensor | None]:
         groups = group_loss.groups(x, y) if group_loss is not None else None  # before augmentation
         if ops:
-            x, y = augment(x, y, ops, augment_rng)
+            x, y = augment(x, y, ops, augment_rng, mirror)
         return dist.shard(x, y, groups)  # type: ignore[return-value]  # this rank's slice of the global batch
 
     net = dist.wrap(model)  # what steps call: DDP averages the gradients of all ranks
