@@ -89,7 +89,7 @@ def random_crop(x: Tensor, padding: int, dy: Tensor, dx: Tensor) -> Tensor:
 def augment(x: Tensor, y: Tensor | Targets, ops: tuple[str, ...], generator: torch.Generator,
             mirror: Tensor | None = None) -> tuple[Tensor, Tensor | Targets]:
     """Apply the named augmentations to a whole batch, moving the targets with the pixels
-    (boxes, masks, keypoints; class labels do not move). Crop padding is 1/8 of the image side
+    (boxes, masks, keypoints; class labels do not move, a flip may rename them). Crop padding is 1/8 of the image side
     (4 px at 32, 3 px at 28), the usual CIFAR recipe scaled to the image.
 
     x: images (N, C, H, W) or clips (N, T, C, H, W); every frame of a clip is cropped and
