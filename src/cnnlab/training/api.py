@@ -95,7 +95,7 @@ def train(
         if dist.is_main:
             bound = get_task(task, data.classes).bind(model)
             epochs, plan = plan_epochs(model, data.train.x, data.train.y, cfg, time.time() - started, len(data.test),
-                                       bound.loss, bound)
+                                       task=bound)
         epochs = dist.from_main(epochs)
         cfg, provenance["budget"] = replace(cfg, epochs=epochs), plan
     if dist.is_main:

@@ -110,8 +110,8 @@ def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     Times real training steps of a copy of `model` on the first batch of the training
     images (the model, its optimizer and the random streams of the run are untouched), then
     divides what is left, less the final test pass on `n_test` images and a small reserve, by
-    the time of one epoch. `loss(outputs, y)` is the task's (default: classification); a bound
-    `task` that trains its own way (a GAN) has its own step timed instead.
+    the time of one epoch. `loss(outputs, y)`: classification's unless a bound `task` is given,
+    whose loss it is, or whose own step is timed if it trains its own way (a GAN).
     Returns (epochs, the measurements) - the measurements go into provenance.json.
     """
     from cnnlab.bench import make_step, time_steps
@@ -123,6 +123,7 @@ def plan_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
     xb = x[: cfg.batch_size].to(device).contiguous(memory_format=fmt)
     yb = y[: cfg.batch_size].to(device)
     own = task.own_training(probe, cfg, device) if task is not None else None
+    loss = task.loss if task is not None else loss
     times = time_steps(make_step(probe, xb, yb, cfg.momentum, loss, own), steps=5, warmup=3, device=device)
     step = sorted(times)[len(times) // 2] / SAFETY  # median
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
